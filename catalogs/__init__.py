@@ -1,0 +1,1 @@
+"""Catalog sources (STAC API, static catalog, embedded offline city) and vendored reference data."""

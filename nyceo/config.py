@@ -1,0 +1,237 @@
+"""One typed, strict configuration for the whole pipeline.
+
+Every section is a pydantic model with ``extra="forbid"``: an unknown or misspelt key is an
+error that names the key and the file it came from. Class lists, band orders, normalization
+statistics and thresholds live here (and in ``configs/*.yaml``), never in code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+S2_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration file could not be read or does not validate."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class GridConfig(_Strict):
+    """The fixed global chip lattice. Changing any lattice field changes every chip ID."""
+
+    crs: str = Field("EPSG:32618", description="CRS of the lattice (UTM 18N for New York City).")
+    resolution_m: float = Field(10.0, gt=0, description="Pixel size in metres (Sentinel-2 10 m grid).")
+    chip_size_px: int = Field(224, gt=0, description="Chip edge in pixels (TerraMind input size).")
+    origin_x_m: float = Field(
+        0.0, description="Lattice origin easting (left edge of column 0), a multiple of the chip size."
+    )
+    origin_y_m: float = Field(
+        5_017_600.0,
+        description="Lattice origin northing (top edge of row 0; rows grow southward), a multiple "
+        "of the chip size (default 2240 x 2240 m, north of the whole area of interest).",
+    )
+    boroughs: list[str] = Field(
+        default_factory=lambda: ["Manhattan", "Bronx", "Brooklyn", "Queens", "Staten Island"],
+        description="Boroughs to grid, by name (BoroName) or code ('1'..'5').",
+    )
+    min_land_fraction: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Drop chips whose land fraction (share of the chip inside the selected "
+        "boroughs) is below this. 0 keeps every chip that intersects a borough.",
+    )
+    block_size_chips: int = Field(
+        8, gt=0, description="Processing block edge in chips (acquire/infer work units)."
+    )
+
+    @property
+    def chip_size_m(self) -> float:
+        return self.chip_size_px * self.resolution_m
+
+    @model_validator(mode="after")
+    def _origin_on_lattice(self) -> "GridConfig":
+        for name in ("origin_x_m", "origin_y_m"):
+            value = getattr(self, name)
+            if abs(value / self.chip_size_m - round(value / self.chip_size_m)) > 1e-9:
+                raise ValueError(
+                    f"grid.{name}={value} is not a multiple of the chip size "
+                    f"({self.chip_size_m} m); chip IDs would not be stable. Use a multiple."
+                )
+        return self
+
+
+class CatalogConfig(_Strict):
+    """Where scenes come from."""
+
+    kind: Literal["stac_api", "static", "embedded"] = Field(
+        "stac_api", description="stac_api (Planetary Computer or any STAC API), static (catalog.json "
+        "on disk), embedded (the seeded synthetic New York, offline)."
+    )
+    url: str = Field(
+        "https://planetarycomputer.microsoft.com/api/stac/v1",
+        description="STAC API root (kind=stac_api) or path to a static catalog.json (kind=static).",
+    )
+    signing: Literal["planetary_computer", "none"] = Field(
+        "planetary_computer", description="How asset hrefs are signed right before they are read."
+    )
+    s2_collection: str = Field("sentinel-2-l2a", description="Sentinel-2 L2A collection id.")
+    s1_collection: str = Field("sentinel-1-rtc", description="Sentinel-1 RTC collection id.")
+    dem_collection: str = Field("cop-dem-glo-30", description="Copernicus DEM collection id.")
+    embedded_root: str = Field(
+        "outputs/embedded", description="Where the embedded city writes its COGs and catalog."
+    )
+    embedded_seed: int = Field(20240701, description="Seed of the embedded synthetic city.")
+
+
+class AcquireConfig(_Strict):
+    """Scene selection, harmonization and stacking."""
+
+    timesteps: int = Field(4, gt=0, description="Timesteps per modality (TerraMind temporal T).")
+    s2_bands: list[str] = Field(default_factory=lambda: list(S2_BANDS), description="S2 band order.")
+    s1_bands: list[str] = Field(default_factory=lambda: ["vv", "vh"], description="S1 band order.")
+    s2_max_scene_cloud_pct: float = Field(
+        90.0, ge=0, le=100, description="Scenes above this eo:cloud_cover are not considered."
+    )
+    s2_min_clear_fraction: float = Field(
+        0.05, ge=0, le=1, description="A block needs at least this SCL clear fraction per timestep."
+    )
+    scl_not_clear: list[int] = Field(
+        default_factory=lambda: [0, 1, 3, 8, 9, 10],
+        description="SCL classes treated as not clear (no data, saturated, shadow, cloud, cirrus).",
+    )
+    s2_offset_start: str = Field(
+        "2022-01-25", description="First acquisition date with processing baseline >= 04.00."
+    )
+    s2_offset_dn: int = Field(1000, description="BOA_ADD_OFFSET removed from L2A digital numbers.")
+    s1_widen_step_days: int = Field(7, gt=0, description="Radar search window widening step.")
+    s1_max_widen_days: int = Field(21, ge=0, description="Most days the radar window may widen.")
+
+
+class AdapterConfig(_Strict):
+    """One LoRA adapter in the published TerraMind-NYC-Adapters format."""
+
+    source: str = Field(description="hf://<repo>@<revision>/<folder> or a local folder path.")
+    sha256: dict[str, str] = Field(
+        default_factory=dict, description="Expected sha256 per adapter file name."
+    )
+    backbone: str = Field(description="terratorch backbone, e.g. terramind_v1_base.")
+    tim_modalities: list[str] = Field(default_factory=list, description="TiM modalities, e.g. [LULC].")
+    classes: list[str] = Field(description="Class names in output-channel order.")
+    colors: list[str] = Field(description="Hex colour per class, for colour tables and quicklooks.")
+    norm_means: dict[str, list[float]] = Field(description="Per-modality input means.")
+    norm_stds: dict[str, list[float]] = Field(description="Per-modality input standard deviations.")
+    operating_points: dict[str, float] = Field(
+        default_factory=dict, description="Named probability thresholds (e.g. default: 0.5)."
+    )
+
+    @model_validator(mode="after")
+    def _colours_match_classes(self) -> "AdapterConfig":
+        if len(self.colors) != len(self.classes):
+            raise ValueError(
+                f"{len(self.classes)} classes but {len(self.colors)} colors; give one colour per class"
+            )
+        return self
+
+
+class InferConfig(_Strict):
+    """Tiled TerraMind inference."""
+
+    base_weights: str = Field(
+        "hf://ibm-esa-geospatial/TerraMind-1.0-base/TerraMind_v1_base.pt",
+        description="Base checkpoint: hf://repo/file or a local path; 'none' for random (demo).",
+    )
+    overlap_fraction: float = Field(0.5, ge=0, lt=1, description="Window overlap (0.5 = stride 112 px).")
+    batch_size: int = Field(8, gt=0, description="Windows per forward pass.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
+    amp_dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="Autocast dtype on GPU (CPU runs float32 unless set here)."
+    )
+    tta_flips: bool = Field(False, description="Flip test-time augmentation.")
+    adapters: dict[str, AdapterConfig] = Field(default_factory=dict, description="Adapter registry.")
+
+
+class MosaicConfig(_Strict):
+    """Cloud-Optimized GeoTIFF outputs."""
+
+    compression: Literal["DEFLATE", "ZSTD", "LZW"] = Field("ZSTD", description="COG compression.")
+    blocksize_px: int = Field(512, gt=0, description="COG internal tile size.")
+    quicklook_max_px: int = Field(1024, gt=0, description="Longest edge of quicklook PNGs.")
+
+
+class DaskConfig(_Strict):
+    """Where parallel work runs."""
+
+    scheduler_address: str | None = Field(
+        None, description="tcp://host:port of an existing cluster; None starts a local one."
+    )
+    n_workers: int = Field(2, gt=0, description="Local worker processes.")
+    threads_per_worker: int = Field(1, gt=0, description="Threads per local worker.")
+
+
+class RunConfig(_Strict):
+    """Where outputs go."""
+
+    name: str = Field("nyc", description="Run name, recorded in provenance.")
+    output_root: str = Field("outputs", description="Local path or fsspec URL (s3://…) for outputs.")
+
+
+class PipelineConfig(_Strict):
+    """The whole configuration."""
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    grid: GridConfig = Field(default_factory=GridConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    acquire: AcquireConfig = Field(default_factory=AcquireConfig)
+    infer: InferConfig = Field(default_factory=InferConfig)
+    mosaic: MosaicConfig = Field(default_factory=MosaicConfig)
+    dask: DaskConfig = Field(default_factory=DaskConfig)
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the resolved configuration (provenance, cache keys)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _format_errors(err: ValidationError, path: Path) -> str:
+    lines = [f"configuration file {path} is invalid:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key '{key}': check its spelling against configs/default.yaml")
+        else:
+            lines.append(f"  - {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Load and validate ``path``; ``overrides`` ({"a.b": value}) are applied on top."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist; pass -c configs/demo.yaml or another file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, path)) from None

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over nyceo stage functions. They pass paths and keys, never arrays."""

@@ -1,0 +1,42 @@
+"""Shared test fixtures. Prefect runs on a real (ephemeral, local) API; nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Before Prefect is imported anywhere: a private home, no analytics, no configured remote API.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="nyceo-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API (temporary local server + SQLite) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def write_config(tmp_path: Path, base: str = "configs/demo.yaml", **sections: dict) -> Path:
+    """A copy of ``base`` with output_root under ``tmp_path`` and ``sections`` merged in."""
+    raw = yaml.safe_load((REPO / base).read_text())
+    raw.setdefault("run", {})["output_root"] = str(tmp_path / "outputs")
+    if raw.get("catalog", {}).get("kind") == "embedded":
+        raw["catalog"]["embedded_root"] = str(tmp_path / "embedded")
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
