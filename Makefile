@@ -25,7 +25,7 @@ $(STAMP): requirements.lock constraints.txt pyproject.toml
 	@$(PIP) torch==2.13.0 2>&1 | $(QUIET)
 	@$(PIP) -r requirements.lock 2>&1 | $(QUIET)
 	@$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e . 2>&1 | $(QUIET)
-	@$(BIN)/python -c "import nyceo, torch, terratorch, prefect, zarr, rasterio; print('environment ok: torch', torch.__version__)"
+	@$(BIN)/python -c "import nyceo, nyceo.model, torch, terratorch, prefect, zarr, rasterio; print('environment ok: torch', torch.__version__)"
 	@touch $(STAMP)
 
 demo: install
