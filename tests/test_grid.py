@@ -118,7 +118,7 @@ def test_wrong_crs_is_a_clear_error(boroughs):
 @given(
     col=st.integers(240, 280), row=st.integers(200, 250),
     w=st.integers(1, 5), h=st.integers(1, 5),
-    dx=st.floats(0, 2239), dy=st.floats(0, 2239),
+    dx=st.integers(0, 223_900).map(lambda cm: cm / 100), dy=st.integers(0, 223_900).map(lambda cm: cm / 100),
 )
 def test_rectangle_chip_count_matches_arithmetic(col, row, w, h, dx, dy):
     """A rectangle w×h chips large, shifted by (dx, dy) m, touches exactly the expected cells."""
