@@ -167,6 +167,20 @@ class MosaicConfig(_Strict):
     compression: Literal["DEFLATE", "ZSTD", "LZW"] = Field("ZSTD", description="COG compression.")
     blocksize_px: int = Field(512, gt=0, description="COG internal tile size.")
     quicklook_max_px: int = Field(1024, gt=0, description="Longest edge of quicklook PNGs.")
+    thumbnail_max_px: int = Field(256, gt=0, description="Longest edge of STAC thumbnail PNGs.")
+    probability_classes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Adapter name -> class whose probability is published as <area>_probability.tif "
+        "(e.g. {buildings_nyc: building}); adapters not listed get class map and confidence only.",
+    )
+    output_root: str | None = Field(
+        None, description="Where COGs, quicklooks and catalog.json go (local path or fsspec URL, "
+        "e.g. s3://bucket/prefix); None = run.output_root. Prediction stores are read from run.output_root.",
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for output_root (e.g. endpoint_url); keep "
+        "credentials in the environment (AWS_ACCESS_KEY_ID, ...), not here.",
+    )
 
 
 class DaskConfig(_Strict):
