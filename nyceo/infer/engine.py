@@ -1,0 +1,119 @@
+"""Block-wise tiled inference: read a block + halo once, run its windows, blend, quantize.
+
+A block is a lattice-aligned square of chips (``grid.block_size_chips``) clipped to the area. Its
+*interior* is the pixels of its own chips; the windows run for it are every window (on the global
+window lattice) that intersects the interior; they reach at most one window (= one chip) beyond
+it, so the block reads the stack over its interior plus a one-chip halo, clipped to the area, with
+chunk-aligned reads. Only the interior is blended and written, so blocks never write the same
+chunk and can run in parallel, and the memory used depends on the block size, never on the area.
+Windows are added in global raster order, so a pixel's value does not depend on the block layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from nyceo.config import InferConfig
+from nyceo.grid import AreaGrid, blocks_for_chips, chip_id, parse_chip_id
+from nyceo.infer.blend import BlendAccumulator, quantize, taper_2d
+from nyceo.infer.inputs import assemble_batch, pixels_with_s2, window_has_data
+from nyceo.infer.store import StackBlock
+from nyceo.infer.windows import Window, WindowPlan
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What the engine needs from a model (``nyceo.model.AdapterRunner`` or a stand-in)."""
+
+    def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """``{S2L2A: [B,12,T,H,W], S1RTC: [B,2,T,H,W], DEM: [B,1,H,W]}`` -> float32 [B, K, H, W]."""
+        ...
+
+    def classes(self, adapter: str) -> list[str]:
+        """Class names in output-channel order."""
+        ...
+
+    def provenance(self, adapter: str) -> dict[str, Any]:
+        """Model, adapter and weights identity (recorded in the prediction store)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One processing block: its id, its interior and its read extent, in area pixels (y0, y1, x0, x1)."""
+
+    block_id: str
+    box: tuple[int, int, int, int]
+    read_box: tuple[int, int, int, int]
+
+
+def plan_blocks(area: AreaGrid, block_size_chips: int) -> list[BlockSpec]:
+    """Lattice-aligned blocks over every chip of the area, each with a one-chip halo read extent."""
+    rows, cols = np.meshgrid(
+        np.arange(area.row0, area.row0 + area.n_rows), np.arange(area.col0, area.col0 + area.n_cols), indexing="ij"
+    )
+    chips = pd.DataFrame({"row": rows.ravel(), "col": cols.ravel()})
+    chips["chip_id"] = [chip_id(r, c) for r, c in zip(chips["row"], chips["col"])]
+    size = area.lattice.chip_size_px
+    specs = []
+    for block in blocks_for_chips(chips, block_size_chips):
+        rc = np.array([parse_chip_id(c) for c in block.chip_ids])
+        y0, x0 = (rc.min(axis=0) - (area.row0, area.col0)) * size
+        y1, x1 = (rc.max(axis=0) + 1 - (area.row0, area.col0)) * size
+        read = (max(0, y0 - size), min(area.height_px, y1 + size), max(0, x0 - size), min(area.width_px, x1 + size))
+        specs.append(BlockSpec(block.block_id, (int(y0), int(y1), int(x0), int(x1)), tuple(int(v) for v in read)))
+    return specs
+
+
+def block_windows(plan: WindowPlan, spec: BlockSpec, data: StackBlock) -> list[Window]:
+    """Windows intersecting the block interior that hold at least one valid S2 pixel."""
+    ry0, _, rx0, _ = spec.read_box
+    out = []
+    for win in plan.windows_in(*spec.box):
+        oy, ox = plan.local_origin(win)
+        if window_has_data(data, oy - ry0, ox - rx0, win.size_px):
+            out.append(win)
+    return out
+
+
+def _batches(items: list[Window], size: int) -> Iterator[list[Window]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def predict_block(
+    runner: Predictor,
+    adapter: str,
+    plan: WindowPlan,
+    spec: BlockSpec,
+    data: StackBlock,
+    windows: list[Window],
+    cfg: InferConfig,
+) -> dict[str, np.ndarray]:
+    """Blend one adapter's window predictions over the block interior; return the uint8 layers."""
+    n_classes = len(runner.classes(adapter))
+    size = plan.window_px
+    acc = BlendAccumulator(n_classes, spec.box, taper_2d(size, cfg.blend_taper, cfg.blend_floor))
+    ry0, _, rx0, _ = spec.read_box
+    for batch in _batches(windows, cfg.batch_size):
+        origins = [plan.local_origin(w) for w in batch]
+        inputs = assemble_batch(data, [(oy - ry0, ox - rx0) for oy, ox in origins], size, cfg.fill_fallback)
+        probs = np.asarray(runner.predict_proba(adapter, inputs), dtype=np.float32)
+        if probs.shape != (len(batch), n_classes, size, size):
+            raise ValueError(
+                f"adapter '{adapter}' returned probabilities of shape {probs.shape}, expected "
+                f"{(len(batch), n_classes, size, size)} (batch, classes, y, x); check the runner's class list"
+            )
+        for p, (oy, ox) in zip(probs, origins):
+            acc.add(p, oy, ox)
+    prob, covered = acc.result()
+    valid = covered
+    if cfg.nodata_policy == "mask":
+        y0, y1, x0, x1 = spec.box
+        valid = covered & pixels_with_s2(data)[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
+    return quantize(prob, valid)
