@@ -158,6 +158,28 @@ class InferConfig(_Strict):
         "bfloat16", description="Autocast dtype on GPU (CPU runs float32 unless set here)."
     )
     tta_flips: bool = Field(False, description="Flip test-time augmentation.")
+    # --- tiled engine (nyceo/infer) ---
+    blend_taper: Literal["hann", "triangular", "box"] = Field(
+        "hann", description="Window weight for blending overlaps (hann: seamless; box: plain mean, seams)."
+    )
+    blend_floor: float = Field(
+        1e-3, gt=0, le=1, description="Smallest window weight (at window borders), so edge pixels keep a weight."
+    )
+    nodata_policy: Literal["mask", "predict"] = Field(
+        "mask", description="mask: pixels with no valid S2 observation at any timestep are written nodata; "
+        "predict: they get the blended prediction of their (filled) windows. Windows without any valid "
+        "S2 pixel are always skipped.",
+    )
+    fill_fallback: dict[str, list[float]] = Field(
+        default_factory=lambda: {
+            "S2L2A": [1390.458, 1503.317, 1718.197, 1853.91, 2199.1, 2779.975, 2987.011, 3083.234,
+                      3132.22, 3162.988, 2424.884, 1857.648],
+            "S1RTC": [-10.93, -17.329],
+            "DEM": [670.665],
+        },
+        description="Per-band fill for masked input pixels when a window has no valid pixel of that band "
+        "(otherwise the window's band mean is used); default TerraMind pretraining means.",
+    )
     adapters: dict[str, AdapterConfig] = Field(default_factory=dict, description="Adapter registry.")
 
 
