@@ -206,13 +206,19 @@ class MosaicConfig(_Strict):
 
 
 class DaskConfig(_Strict):
-    """Where parallel work runs."""
+    """Where parallel work (acquisition blocks, mosaics) runs: a local cluster or an existing one."""
 
     scheduler_address: str | None = Field(
         None, description="tcp://host:port of an existing cluster; None starts a local one."
     )
-    n_workers: int = Field(2, gt=0, description="Local worker processes.")
+    n_workers: int | None = Field(
+        None, gt=0, description="Local worker processes; None sizes to the machine (cores / threads)."
+    )
     threads_per_worker: int = Field(1, gt=0, description="Threads per local worker.")
+    memory_limit: str = Field("auto", description="Per-worker memory limit of a local cluster.")
+    gpu_resource: str = Field(
+        "GPU", description="Dask worker resource name that marks GPU workers (dask worker --resources GPU=1)."
+    )
 
 
 class RunConfig(_Strict):
