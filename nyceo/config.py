@@ -116,6 +116,16 @@ class AcquireConfig(_Strict):
     s2_offset_dn: int = Field(1000, description="BOA_ADD_OFFSET removed from L2A digital numbers.")
     s1_widen_step_days: int = Field(7, gt=0, description="Radar search window widening step.")
     s1_max_widen_days: int = Field(21, ge=0, description="Most days the radar window may widen.")
+    s2_selection_resolution_m: float = Field(
+        80.0, gt=0, description="Resolution at which SCL is read to rank scenes per block (coarse = "
+        "cheap; a divisor of the chip size in metres keeps it on the lattice).",
+    )
+    read_threads: int = Field(2, gt=0, description="Threads reading assets inside one block.")
+    chip_ids: list[str] = Field(
+        default_factory=list,
+        description="Acquire only these chip IDs of the grid (partial runs, tests, benchmarks); "
+        "empty = every chip of the grid.",
+    )
 
 
 class AdapterConfig(_Strict):
