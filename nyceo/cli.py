@@ -50,17 +50,65 @@ def grid_cmd(config: Path = ConfigOpt) -> None:
 
 @app.command("run")
 def run_cmd(
-    month: str = typer.Option(..., "--month", "-m", help="Month to process, YYYY-MM."),
+    month: str = typer.Option(None, "--month", "-m", help="Month to process, YYYY-MM (default: previous month, New York time)."),
     config: Path = ConfigOpt,
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Per-stage progress bars on stderr."),
 ) -> None:
-    """Run the monthly flow (every stage) for one month on the Prefect engine."""
+    """Run the monthly flow (every stage) for one month on the Prefect engine; print its summary."""
     import json
 
     from flows.monthly import monthly_run
+    from nyceo.progress import progress_bars
+    from nyceo.status import previous_month
+
+    cfg = load_or_exit(config)
+    month = month or previous_month()
+    with progress_bars(cfg, month) if progress else _nullcontext():
+        state = monthly_run(month=month, config_path=str(config), return_state=True)
+    if not state.is_completed():
+        typer.echo(f"month {month} failed: {state.message}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(state.result(), indent=2, default=str))
+
+
+@app.command("backfill")
+def backfill_cmd(
+    start: str = typer.Option(..., "--start", help="First month, YYYY-MM."),
+    end: str = typer.Option(..., "--end", help="Last month, YYYY-MM (inclusive)."),
+    config: Path = ConfigOpt,
+    max_concurrent: int = typer.Option(2, "--max-concurrent", "-j", help="Months processed at once."),
+) -> None:
+    """Process every month from --start to --end; months already finished are skipped."""
+    from flows.backfill import backfill, format_table
 
     load_or_exit(config)
-    summary = monthly_run(month=month, config_path=str(config))
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    result = backfill(start=start, end=end, config_path=str(config), max_concurrent=max_concurrent)
+    typer.echo(format_table(result["months"]))
+    if any(r["status"] == "failed" for r in result["months"]):
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status_cmd(config: Path = ConfigOpt) -> None:
+    """Which months are complete, partial, skipped or failed (run summaries + stage records)."""
+    from nyceo.progress import PROBES
+    from nyceo.status import status_table
+
+    cfg = load_or_exit(config)
+    rows = status_table(cfg, probes=PROBES)
+    if not rows:
+        typer.echo(f"no months under {cfg.run.output_root}")
+        return
+    typer.echo(f"{'month':<8} {'status':<9} {'acquire':>9} {'infer':>9} {'mosaic':>7}  reason")
+    for r in rows:
+        cells = [f"{r[k].get('done', 0)}/{r[k].get('total') or '?'}" for k in ("acquire", "infer", "mosaic")]
+        typer.echo(f"{r['month']:<8} {r['status']:<9} {cells[0]:>9} {cells[1]:>9} {cells[2]:>7}  {r['reason']}")
+
+
+def _nullcontext():
+    from contextlib import nullcontext
+
+    return nullcontext()
 
 
 def main() -> None:  # pragma: no cover - console entry point
