@@ -7,10 +7,12 @@ variable, and is checked against the configured grid.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 import numpy as np
 import zarr
 from affine import Affine
@@ -111,3 +113,18 @@ def open_pred_store(path: str, config: PipelineConfig, adapter: str,
     store = PredStore(path, group, _transform_of(group, path), _crs_of(group, path), int(h), int(w), classes, prov)
     _check_grid(store, config)
     return store
+
+
+def content_fingerprint(path: str, storage_options: dict[str, Any] | None = None) -> str:
+    """sha256 of the (name, size) of every file of the store and of its block markers (``.done``).
+
+    The infer stage writes provenance when it creates a store and fills blocks afterwards (resumable),
+    so provenance alone does not say which blocks a mosaic saw; the file listing does.
+    """
+    fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    entries: list[tuple[str, int]] = []
+    for base in (root.rstrip("/"), root.rstrip("/") + ".done"):
+        if fs.exists(base):
+            found = fs.find(base, detail=True)
+            entries += [(name[len(base):], int(info.get("size") or 0)) for name, info in found.items()]
+    return hashlib.sha256(json.dumps(sorted(entries)).encode()).hexdigest()

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
 from rasterio.windows import transform as window_transform
 
 from nyceo import __version__
@@ -29,7 +28,7 @@ from nyceo.mosaic import layout
 from nyceo.mosaic.clip import Area, area_mask, area_window, get_area
 from nyceo.mosaic.cog import (CogBand, category_sidecar_xml, class_colormap, provenance_tags,
                               read_input_key, write_cog)
-from nyceo.mosaic.predstore import NODATA, PROB_SCALE, PredStore, open_pred_store
+from nyceo.mosaic.predstore import NODATA, PROB_SCALE, PredStore, content_fingerprint, open_pred_store
 from nyceo.mosaic.quicklook import read_downsampled, render_quicklook, render_thumbnail
 from nyceo.paths import pred_store
 from nyceo.provenance import base_provenance
@@ -73,7 +72,8 @@ def output_rels(config: PipelineConfig, month: str, adapter: str, area: str) -> 
 def input_key(config: PipelineConfig, store: PredStore, adapter: str, area: str) -> str:
     """sha256 of everything an area's outputs are made from."""
     mosaic = config.mosaic.model_dump(mode="json", exclude={"output_root", "storage_options"})
-    spec = {"pred_provenance": store.provenance, "mosaic": mosaic, "area": area, "adapter": adapter,
+    spec = {"pred_provenance": store.provenance, "pred_files": content_fingerprint(store.path),
+            "pred_inputs_key": store.group.attrs.get("inputs_key"), "mosaic": mosaic, "area": area, "adapter": adapter,
             "classes": list(config.infer.adapters[adapter].classes),
             "colors": list(config.infer.adapters[adapter].colors),
             "grid": [config.grid.crs, config.grid.resolution_m], "software": __version__}
