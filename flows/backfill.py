@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.monthly import monthly_run
+from flows.monthly import check_stages, monthly_run
 from nyceo.config import load_config
 from nyceo.status import is_finished, month_range, read_summary
 
@@ -27,9 +27,11 @@ MAX_CONCURRENT_CAP = 8
 
 
 @task(name="backfill-month", retries=0)
-def month_task(month: str, config_path: str, stages: list[str] | None = None) -> dict[str, Any]:
+def month_task(month: str, config_path: str, stages: list[str] | None = None,
+               infer_deployment: str | None = None) -> dict[str, Any]:
     """Run one month as a subflow; never raises: a failure becomes a row of the table."""
-    state = monthly_run(month=month, config_path=config_path, stages=stages, return_state=True)
+    state = monthly_run(month=month, config_path=config_path, stages=stages,
+                        infer_deployment=infer_deployment, return_state=True)
     if state.is_completed():
         s = state.result()
         reasons = [f"{k}: {v['reason']}" for k, v in s["stages"].items() if v["status"] == "skipped" and "reason" in v]
@@ -58,6 +60,7 @@ def backfill(
     config_path: str = "configs/demo.yaml",
     max_concurrent: int = 2,
     stages: list[str] | None = None,
+    infer_deployment: str | None = None,
 ) -> dict[str, Any]:
     """Run every month from ``start`` to ``end`` (YYYY-MM, inclusive); return the closing table."""
     if not 1 <= max_concurrent <= MAX_CONCURRENT_CAP:
@@ -66,10 +69,11 @@ def backfill(
     t0 = time.perf_counter()
     config = load_config(config_path)
     months = month_range(start, end)
+    wanted = check_stages(stages)
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for m in months:
-        if is_finished(config, m):
+        if is_finished(config, m, wanted):
             rows[m] = {"month": m, "status": "already done", "reason": "finished earlier with this configuration"}
         else:
             todo.append(m)
@@ -80,7 +84,7 @@ def backfill(
             done = next(as_completed(in_flight))
             in_flight.remove(done)
             _record(done, rows, logger, len(rows), len(months))
-        in_flight.append(month_task.with_options(name=f"month-{m}").submit(m, str(config_path), stages))
+        in_flight.append(month_task.with_options(name=f"month-{m}").submit(m, str(config_path), stages, infer_deployment))
     for fut in as_completed(in_flight):
         _record(fut, rows, logger, len(rows), len(months))
     table = [rows[m] for m in months]

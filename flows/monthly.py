@@ -84,11 +84,18 @@ def grid_step(ctx: StageContext) -> dict[str, Any]:
     cfg = ctx.config
     dest = paths.grid_index(cfg)
     task = cached(grid_task, result_dir(cfg.run.output_root, "grid"), refresh=not exists(dest))
-    grid_path = task(ctx.config_path)
+    grid_path, was_cached = run_task(task, ctx.config_path)
     chips = read_grid(grid_path)
     ctx.state["grid_path"] = grid_path
     ctx.logger.info("grid: %d/%d chips indexed -> %s", len(chips), len(chips), grid_path)
-    return {"status": "done", "path": grid_path, "chips": len(chips), "per_borough": counts_per_borough(chips)}
+    return {"status": "done", "cached": was_cached, "path": grid_path, "chips": len(chips),
+            "per_borough": counts_per_borough(chips)}
+
+
+def run_task(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, bool]:
+    """Run a task; return (result, whether it came from the cache). Failures raise."""
+    state = task(*args, return_state=True, **kwargs)
+    return state.result(), state.name == "Cached"
 
 
 STEPS: dict[str, Callable[[StageContext], dict[str, Any]]] = {"grid": grid_step}

@@ -101,10 +101,12 @@ def read_summary(config: PipelineConfig, month: str) -> dict[str, Any] | None:
         return json.load(f)
 
 
-def is_finished(config: PipelineConfig, month: str) -> bool:
-    """True when the month's last run with this configuration ended done or skipped (no data)."""
+def is_finished(config: PipelineConfig, month: str, stages: list[str]) -> bool:
+    """True when the month's last run, with this configuration and at least ``stages``, ended
+    done or skipped (no usable data)."""
     s = read_summary(config, month)
-    return bool(s and s.get("config_hash") == config.config_hash() and s.get("status") in ("done", _SKIP))
+    return bool(s and s.get("config_hash") == config.config_hash() and s.get("status") in ("done", _SKIP)
+                and set(stages) <= set(s.get("requested_stages", [])))
 
 
 def months_on_disk(config: PipelineConfig) -> list[str]:
