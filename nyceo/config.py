@@ -129,20 +129,32 @@ class AcquireConfig(_Strict):
 
 
 class AdapterConfig(_Strict):
-    """One LoRA adapter in the published TerraMind-NYC-Adapters format."""
+    """One LoRA adapter in the published TerraMind-NYC-Adapters format.
 
-    source: str = Field(description="hf://<repo>@<revision>/<folder> or a local folder path.")
-    sha256: dict[str, str] = Field(
-        default_factory=dict, description="Expected sha256 per adapter file name."
+    Files in the folder: ``adapter_config.json`` (peft LoraConfig), ``adapter_model.safetensors``
+    (LoRA on attn.qkv/attn.proj), ``decoder_head.safetensors`` (neck, decoder, head).
+    """
+
+    source: str = Field(
+        description="hf://<repo>@<revision>/<folder> (pinned commit) or a local folder path; "
+        "'{output_root}' is replaced by run.output_root."
     )
-    backbone: str = Field(description="terratorch backbone, e.g. terramind_v1_base.")
+    sha256: dict[str, str] = Field(
+        default_factory=dict,
+        description="Expected sha256 per adapter file name. A file without a pinned hash is refused "
+        "while infer.require_sha256 is true (`nyceo weights fetch` prints the hashes to pin).",
+    )
+    backbone: str = Field(description="terratorch backbone, e.g. terramind_v1_base or terramind_v1_base_tim.")
     tim_modalities: list[str] = Field(default_factory=list, description="TiM modalities, e.g. [LULC].")
     classes: list[str] = Field(description="Class names in output-channel order.")
     colors: list[str] = Field(description="Hex colour per class, for colour tables and quicklooks.")
-    norm_means: dict[str, list[float]] = Field(description="Per-modality input means.")
+    norm_means: dict[str, list[float]] = Field(description="Per-modality input means (S2L2A, S1RTC, DEM).")
     norm_stds: dict[str, list[float]] = Field(description="Per-modality input standard deviations.")
     operating_points: dict[str, float] = Field(
         default_factory=dict, description="Named probability thresholds (e.g. default: 0.5)."
+    )
+    demo_seed: int | None = Field(
+        None, description="Demo only: seed that `nyceo adapters make-demo` writes this (untrained) adapter with."
     )
 
     @model_validator(mode="after")
@@ -151,6 +163,12 @@ class AdapterConfig(_Strict):
             raise ValueError(
                 f"{len(self.classes)} classes but {len(self.colors)} colors; give one colour per class"
             )
+        if set(self.norm_means) != set(self.norm_stds):
+            raise ValueError("norm_means and norm_stds must name the same modalities")
+        for mod, means in self.norm_means.items():
+            stds = self.norm_stds[mod]
+            if len(means) != len(stds) or any(s <= 0 for s in stds):
+                raise ValueError(f"normalization of {mod}: one positive std per mean is needed")
         return self
 
 
@@ -158,16 +176,28 @@ class InferConfig(_Strict):
     """Tiled TerraMind inference."""
 
     base_weights: str = Field(
-        "hf://ibm-esa-geospatial/TerraMind-1.0-base/TerraMind_v1_base.pt",
-        description="Base checkpoint: hf://repo/file or a local path; 'none' for random (demo).",
+        "hf://ibm-esa-geospatial/TerraMind-1.0-base@fb96c70d0a5f68dcc44030b89cbfd8ec3fb0c67a/TerraMind_v1_base.pt",
+        description="Base checkpoint: hf://repo@revision/file, a local path, or 'none' (seeded random, demo).",
     )
+    base_sha256: str = Field("", description="Expected sha256 of the base checkpoint ('' = not pinned).")
+    require_sha256: bool = Field(
+        True, description="Refuse adapter files (and a base checkpoint) whose sha256 is not pinned here."
+    )
+    hf_cache_dir: str | None = Field(None, description="Hugging Face cache folder (None = HF_HOME default).")
+    offline: bool | None = Field(
+        None, description="Never contact the hub; None follows HF_HUB_OFFLINE. Files come from the cache."
+    )
+    random_base_seed: int = Field(0, description="Seed of the random base when base_weights is 'none'.")
+    tim_seed: int = Field(0, description="Seed of TiM token generation (reset before every forward).")
     overlap_fraction: float = Field(0.5, ge=0, lt=1, description="Window overlap (0.5 = stride 112 px).")
     batch_size: int = Field(8, gt=0, description="Windows per forward pass.")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
+    device: str = Field("auto", description="auto (CUDA/ROCm, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
     amp_dtype: Literal["bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="Autocast dtype on GPU (CPU runs float32 unless set here)."
+        "bfloat16", description="Autocast dtype on GPU (CPU runs float32 unless cpu_amp is true)."
     )
-    tta_flips: bool = Field(False, description="Flip test-time augmentation.")
+    cpu_amp: bool = Field(False, description="Also autocast to amp_dtype on CPU.")
+    sdpa: bool = Field(True, description="Compute unfused attention modules with scaled_dot_product_attention.")
+    tta_flips: bool = Field(False, description="Flip test-time augmentation (4 flips of y/x, averaged).")
     # --- tiled engine (nyceo/infer) ---
     blend_taper: Literal["hann", "triangular", "box"] = Field(
         "hann", description="Window weight for blending overlaps (hann: seamless; box: plain mean, seams)."

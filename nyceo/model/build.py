@@ -1,0 +1,142 @@
+"""Build TerraMind segmentation models in the recipe of the published NYC adapters.
+
+``build_model`` makes terratorch's EncoderDecoderFactory model (temporal TerraMind encoder,
+SelectIndices -> ReshapeTokensToImage -> LearnedInterpolateToPyramidal neck, UNet decoder,
+segmentation head); ``load_base`` fills the encoder from a checkpoint with
+``torch.load(weights_only=True)`` (tensors only, never pickled code); ``inject_lora`` adds a
+named LoRA slot on the encoder blocks' ``attn.qkv`` / ``attn.proj``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nyceo.model.weights import WeightsError
+
+MODALITIES: list[str] = ["S2L2A", "S1RTC", "DEM"]
+NECK_INDICES: list[int] = [2, 5, 8, 11]
+DECODER_CHANNELS: list[int] = [512, 256, 128, 64]
+HEAD_DROPOUT = 0.1
+# LoRA goes on the encoder's own transformer blocks only (not on a TiM sampler or tokenizer):
+# module names relative to the TemporalWrapper are encoder.<block>.attn.{qkv,proj}.
+LORA_TARGET_REGEX = r"encoder\.encoder\.\d+\.attn\.(qkv|proj)"
+HEAD_PARTS: tuple[str, ...] = ("neck", "decoder", "head")
+
+
+def is_tim(backbone: str) -> bool:
+    return backbone.endswith("_tim")
+
+
+def model_args(backbone: str, tim_modalities: list[str], num_classes: int, timesteps: int) -> dict[str, Any]:
+    args: dict[str, Any] = dict(
+        backbone=backbone, backbone_pretrained=False, backbone_modalities=list(MODALITIES),
+        backbone_use_temporal=True, backbone_temporal_pooling="concat",
+        backbone_temporal_n_timestamps=timesteps,
+        necks=[{"name": "SelectIndices", "indices": list(NECK_INDICES)},
+               {"name": "ReshapeTokensToImage", "remove_cls_token": False},
+               {"name": "LearnedInterpolateToPyramidal"}],
+        decoder="UNetDecoder", decoder_channels=list(DECODER_CHANNELS),
+        head_dropout=HEAD_DROPOUT, num_classes=num_classes,
+    )
+    if is_tim(backbone):
+        args["backbone_tim_modalities"] = list(tim_modalities)
+    return args
+
+
+def build_model(backbone: str, tim_modalities: list[str], num_classes: int, timesteps: int,
+                seed: int = 0) -> nn.Module:
+    """A freshly initialised (seeded) model in eval mode."""
+    from terratorch.models import EncoderDecoderFactory
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*TiM model not pre-trained.*")
+        model = EncoderDecoderFactory().build_model(
+            task="segmentation", **model_args(backbone, tim_modalities, num_classes, timesteps))
+    return model.eval()
+
+
+def inner_encoder(model: nn.Module) -> nn.Module:
+    """The TerraMind ViT/TiM inside terratorch's TemporalWrapper."""
+    return model.encoder.encoder
+
+
+def load_base(model: nn.Module, backbone: str, path: Path) -> None:
+    """Load the TerraMind checkpoint at ``path`` into the encoder (TiM: its sampler too)."""
+    from terratorch.models.backbones.terramind.model.terramind_register import (
+        checkpoint_filter_fn, checkpoint_filter_fn_tim,
+    )
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickle with code, or not a checkpoint at all
+        raise WeightsError(
+            f"base checkpoint {path} cannot be read as tensors only (torch.load weights_only=True): "
+            f"{exc}. Use the published TerraMind_v1_*.pt file."
+        ) from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    enc = inner_encoder(model)
+    # The transformer blocks and the raw-input embeddings must come from the checkpoint.
+    wanted = [k for k in enc.state_dict() if k.startswith(("encoder.", "encoder_embeddings.untok_"))]
+    absent = [k for k in wanted if k not in state]
+    if absent:
+        raise WeightsError(
+            f"base checkpoint {path} lacks {len(absent)} tensors of {backbone} (e.g. {absent[:3]}): "
+            f"it is not a {backbone} checkpoint. Point infer.base_weights at the matching file."
+        )
+    logging.getLogger("terratorch").disabled = True
+    try:
+        filt = checkpoint_filter_fn_tim if is_tim(backbone) else checkpoint_filter_fn
+        enc.load_state_dict(filt(state, enc), strict=True)
+    except ValueError as exc:
+        raise WeightsError(f"base checkpoint {path} does not fit {backbone}: {exc}") from None
+    finally:
+        logging.getLogger("terratorch").disabled = False
+
+
+def inject_lora(model: nn.Module, lora_config: dict[str, Any], slot: str) -> None:
+    """Add LoRA slot ``slot`` (rank/alpha from the adapter's config) to the encoder blocks."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    cfg = LoraConfig(
+        r=int(lora_config["r"]), lora_alpha=lora_config["lora_alpha"],
+        lora_dropout=float(lora_config.get("lora_dropout", 0.0)),
+        target_modules=LORA_TARGET_REGEX, bias=lora_config.get("bias", "none"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inject_adapter_in_model(cfg, model.encoder, adapter_name=slot)
+
+
+def set_lora_slot(model: nn.Module, slot: str) -> None:
+    """Make ``slot`` the active LoRA adapter of every LoRA layer."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.encoder.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.set_adapter(slot)
+
+
+def new_head_modules(model: nn.Module, num_classes: int) -> nn.ModuleDict:
+    """A neck, decoder and segmentation head shaped like ``model``'s, for ``num_classes``."""
+    from terratorch.models.heads import SegmentationHead
+
+    return nn.ModuleDict({
+        "neck": copy.deepcopy(model.neck),
+        "decoder": copy.deepcopy(model.decoder),
+        "head": SegmentationHead(model.decoder.out_channels, num_classes, dropout=HEAD_DROPOUT),
+    }).eval()
+
+
+def attach_head_modules(model: nn.Module, parts: nn.ModuleDict) -> None:
+    """Swap ``model``'s neck, decoder and head for ``parts`` (no copy: module references)."""
+    for name in HEAD_PARTS:
+        setattr(model, name, parts[name])

@@ -1,0 +1,225 @@
+"""AdapterRunner: one TerraMind base per backbone variant, adapters swapped in place.
+
+Per backbone variant (``terramind_v1_base``; ``terramind_v1_base_tim`` for TiM) one model is
+built and its base weights loaded once. Every adapter of that variant gets its own peft LoRA
+slot on the encoder blocks and its own neck/decoder/head modules; switching adapters activates
+its LoRA slot and attaches its modules (references, no copies, no rebuild). Memory is therefore
+base + Σ adapters, not Σ (base + adapter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from nyceo.config import PipelineConfig
+from nyceo.model.adapters import AdapterError, AdapterFiles, check_state, load_adapter_files, lora_state_for_slot
+from nyceo.model.build import (
+    attach_head_modules, build_model, inject_lora, is_tim, load_base, new_head_modules, set_lora_slot,
+)
+from nyceo.model.sdpa import use_sdpa
+from nyceo.model.weights import resolve_base
+
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def select_device(requested: str = "auto", cuda_available: Callable[[], bool] | None = None,
+                  mps_available: Callable[[], bool] | None = None) -> torch.device:
+    """auto -> CUDA (also ROCm builds) -> Apple MPS -> CPU; an unavailable explicit device is an error."""
+    cuda_ok = (cuda_available or torch.cuda.is_available)()
+    mps_ok = (mps_available or (lambda: torch.backends.mps.is_available()))()
+    if requested == "auto":
+        return torch.device("cuda" if cuda_ok else "mps" if mps_ok else "cpu")
+    dev = torch.device(requested)
+    if (dev.type == "cuda" and not cuda_ok) or (dev.type == "mps" and not mps_ok):
+        raise RuntimeError(f"infer.device '{requested}' is not available on this machine; use 'auto' or 'cpu'")
+    return dev
+
+
+@dataclass
+class _Variant:
+    """One built base model and the adapters attached to it."""
+
+    model: nn.Module
+    heads: dict[str, nn.ModuleDict] = field(default_factory=dict)
+    active: str | None = None
+    sdpa_patched: int = 0
+
+
+class AdapterRunner:
+    """Run any configured adapter; see the ``nyceo.model`` docstring for the contract."""
+
+    def __init__(self, config: PipelineConfig, device: str = "auto") -> None:
+        self.config = config
+        self.infer = config.infer
+        self.device = select_device(self.infer.device if device == "auto" else device)
+        use_amp = self.device.type != "cpu" or self.infer.cpu_amp
+        self.amp_dtype = _DTYPES[self.infer.amp_dtype] if use_amp else torch.float32
+        self._variants: dict[str, _Variant] = {}
+        self._files: dict[str, AdapterFiles] = {}
+        self._base: tuple[object, str] | None = None
+
+    # ---- registry -------------------------------------------------------------------------
+    @property
+    def adapter_names(self) -> list[str]:
+        return list(self.infer.adapters)
+
+    def classes(self, adapter: str) -> list[str]:
+        return list(self._adapter_config(adapter).classes)
+
+    def _adapter_config(self, adapter: str):
+        if adapter not in self.infer.adapters:
+            raise KeyError(f"adapter '{adapter}' is not configured; known: {self.adapter_names}")
+        return self.infer.adapters[adapter]
+
+    # ---- loading --------------------------------------------------------------------------
+    def load(self, adapters: list[str] | None = None) -> None:
+        """Load and check the named adapters (default: all) and their bases; no inference."""
+        for name in adapters or self.adapter_names:
+            self._ensure_loaded(name)
+
+    def _variant(self, backbone: str, tim_modalities: list[str]) -> _Variant:
+        if backbone not in self._variants:
+            if self._base is None:
+                self._base = resolve_base(self.config)
+            path, _ = self._base
+            model = build_model(backbone, tim_modalities, 2, self.config.acquire.timesteps,
+                                seed=self.infer.random_base_seed)
+            if path is not None:
+                load_base(model, backbone, path)
+            patched = use_sdpa(model) if self.infer.sdpa else 0
+            self._variants[backbone] = _Variant(model.to(self.device), sdpa_patched=patched)
+        return self._variants[backbone]
+
+    def _ensure_loaded(self, name: str) -> _Variant:
+        ad = self._adapter_config(name)
+        variant = self._variant(ad.backbone, ad.tim_modalities)
+        if name in variant.heads:
+            return variant
+        files = load_adapter_files(name, self.config)
+        model = variant.model
+        inject_lora(model, files.lora_config, name)
+        lora = lora_state_for_slot(files, name)
+        expected = {k: v for k, v in model.encoder.state_dict().items() if f".lora_A.{name}." in k
+                    or f".lora_B.{name}." in k}
+        check_state(files, "adapter_model.safetensors", lora, expected)
+        model.encoder.load_state_dict(lora, strict=False)
+        parts = new_head_modules(model, len(ad.classes))
+        check_state(files, "decoder_head.safetensors", files.head, parts.state_dict())
+        parts.load_state_dict(files.head, strict=True)
+        variant.heads[name] = parts.to(self.device).eval()
+        model.to(self.device).eval()  # new LoRA modules are created on CPU in training mode
+        files.lora, files.head = {}, {}  # the tensors live in the model now
+        self._files[name] = files
+        return variant
+
+    def _activate(self, name: str) -> _Variant:
+        variant = self._ensure_loaded(name)
+        if variant.active != name:
+            set_lora_slot(variant.model, name)
+            attach_head_modules(variant.model, variant.heads[name])
+            variant.active = name
+        return variant
+
+    # ---- inference ------------------------------------------------------------------------
+    def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Softmax probabilities float32 [B, K, H, W] (CPU numpy) for raw inputs; see module doc."""
+        variant = self._activate(adapter)
+        ad = self._adapter_config(adapter)
+        tensors = self._prepare(adapter, inputs)
+        flips = FLIPS if self.infer.tta_flips else ((),)
+        total = None
+        for dims in flips:
+            x = {m: (t.flip(dims) if dims else t) for m, t in tensors.items()}
+            p = self._forward(variant.model, x, tim=is_tim(ad.backbone))
+            p = p.flip(dims) if dims else p
+            total = p if total is None else total + p
+        return (total / len(flips)).cpu().numpy().astype(np.float32, copy=False)
+
+    def _forward(self, model: nn.Module, x: dict[str, torch.Tensor], tim: bool) -> torch.Tensor:
+        autocast = (torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+                    if self.amp_dtype != torch.float32 else contextlib.nullcontext())
+        with torch.inference_mode(), autocast, self._tim_seeded(tim):
+            out = model(dict(x)).output  # a fresh dict: TiM adds its generated tokens to it
+        return out.float().softmax(dim=1)
+
+    @contextlib.contextmanager
+    def _tim_seeded(self, tim: bool) -> Iterator[None]:
+        """TiM samples its tokens (python ``random`` + torch RNG): seed both, restore afterwards."""
+        if not tim:
+            yield
+            return
+        state = random.getstate()
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            random.seed(self.infer.tim_seed)
+            torch.manual_seed(self.infer.tim_seed)
+            try:
+                yield
+            finally:
+                random.setstate(state)
+
+    def _prepare(self, adapter: str, inputs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Check shapes and NaNs, move to the device, normalise, repeat the DEM over time."""
+        ad = self._adapter_config(adapter)
+        t_len = self.config.acquire.timesteps
+        check_inputs(inputs, {m: len(v) for m, v in ad.norm_means.items()}, t_len)
+        out = {}
+        for mod in ("S2L2A", "S1RTC", "DEM"):
+            x = torch.from_numpy(np.ascontiguousarray(inputs[mod], dtype=np.float32))
+            if self.device.type == "cuda":
+                x = x.pin_memory()
+            x = x.to(self.device, non_blocking=True)
+            if mod == "DEM":
+                x = x.unsqueeze(2).expand(-1, -1, t_len, -1, -1)
+            mean = torch.tensor(ad.norm_means[mod], device=self.device).view(1, -1, 1, 1, 1)
+            std = torch.tensor(ad.norm_stds[mod], device=self.device).view(1, -1, 1, 1, 1)
+            out[mod] = (x - mean) / std
+        return out
+
+    # ---- provenance -----------------------------------------------------------------------
+    def provenance(self, adapter: str) -> dict:
+        """Adapter name, source, revision, file sha256, backbone, normalization, device, dtype."""
+        ad = self._adapter_config(adapter)
+        variant = self._ensure_loaded(adapter)
+        files = self._files[adapter]
+        _, base_sha = self._base or (None, "")
+        return {
+            "adapter": adapter, "source": files.source.describe(), "revision": files.source.revision,
+            "sha256": dict(files.sha256), "untrained": files.untrained, "backbone": ad.backbone,
+            "tim_modalities": list(ad.tim_modalities), "classes": list(ad.classes),
+            "base_weights": self.infer.base_weights, "base_sha256": base_sha,
+            "normalization": {"means": ad.norm_means, "stds": ad.norm_stds},
+            "device": str(self.device), "dtype": str(self.amp_dtype).removeprefix("torch."),
+            "tta_flips": self.infer.tta_flips, "sdpa_patched_modules": variant.sdpa_patched,
+            "tim_seed": self.infer.tim_seed if is_tim(ad.backbone) else None,
+        }
+
+
+def check_inputs(inputs: dict[str, np.ndarray], channels: dict[str, int], timesteps: int) -> None:
+    """Raise a clear error for a missing modality, a wrong shape or NaNs."""
+    want = {"S2L2A": 5, "S1RTC": 5, "DEM": 4}
+    ref = None
+    for mod, ndim in want.items():
+        if mod not in inputs:
+            raise AdapterError(f"input modality '{mod}' missing; pass S2L2A, S1RTC and DEM arrays")
+        x = inputs[mod]
+        c_ok = x.ndim == ndim and x.shape[1] == channels.get(mod, x.shape[1])
+        t_ok = ndim == 4 or x.shape[2] == timesteps
+        if not (c_ok and t_ok):
+            layout = "[B,C,H,W]" if ndim == 4 else f"[B,C,T={timesteps},H,W]"
+            raise AdapterError(f"input '{mod}' has shape {x.shape}; expected {layout} with "
+                               f"C={channels.get(mod)}")
+        key = (x.shape[0], *x.shape[-2:])
+        if ref is not None and key != ref:
+            raise AdapterError(f"input '{mod}' batch/size {key} differs from the other modalities' {ref}")
+        ref = key
+        if np.isnan(x).any():
+            raise AdapterError(f"input '{mod}' holds NaN; fill gaps before predict_proba (the caller's job)")
