@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 from typing import Any
 
@@ -26,6 +27,14 @@ def base_provenance(config: PipelineConfig, stage: str, **extra: Any) -> dict[st
             "origin_x_m": g.origin_x_m,
             "origin_y_m": g.origin_y_m,
         },
-        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": created_utc(),
         **extra,
     }
+
+
+def created_utc() -> str:
+    """Now in UTC, or ``SOURCE_DATE_EPOCH`` (seconds) when set: the reproducible-builds convention
+    that lets a resumed run write byte-identical outputs to an uninterrupted one."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch else dt.datetime.now(dt.timezone.utc)
+    return when.isoformat(timespec="seconds")
