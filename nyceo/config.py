@@ -92,6 +92,16 @@ class CatalogConfig(_Strict):
         "outputs/embedded", description="Where the embedded city writes its COGs and catalog."
     )
     embedded_seed: int = Field(20240701, description="Seed of the embedded synthetic city.")
+    embedded_bbox_lonlat: tuple[float, float, float, float] | None = Field(
+        None, description="Generate the embedded city only over this (minx, miny, maxx, maxy) "
+        "lon/lat box (fast tests); None = the whole city."
+    )
+    embedded_all_cloud_months: list[str] = Field(
+        default_factory=list, description="YYYY-MM months whose embedded Sentinel-2 scenes are all cloud."
+    )
+    embedded_sparse_radar_months: list[str] = Field(
+        default_factory=list, description="YYYY-MM months with a single embedded Sentinel-1 date."
+    )
 
 
 class AcquireConfig(_Strict):
