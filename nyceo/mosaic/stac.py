@@ -102,7 +102,7 @@ def build_item(config: PipelineConfig, month: str, adapter: str, area: Area) -> 
     item_dir = posixpath.dirname(layout.item_rel(month, adapter, area.slug))
     for role, rel in rels.items():
         asset = pystac.Asset(href=posixpath.relpath(rel, item_dir), media_type=MEDIA[role], roles=ROLES[role],
-                             title=f"{adapter} {role} — {area.name} {month}")
+                             title=f"{adapter} {role}, {area.name} {month}")
         item.add_asset(role, asset)
         _asset_extensions(asset, role, config, adapter)
     return item

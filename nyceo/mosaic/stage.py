@@ -160,7 +160,7 @@ def _stage_files(config: PipelineConfig, month: str, adapter: str, area: Area, s
     sidecar.write_text(category_sidecar_xml(list(acfg.classes)))
     staged.append((sidecar, rels["categories"]))
     small = read_downsampled(staged[0][0], mcfg.quicklook_max_px)
-    title = f"{adapter} — {area.name} — {month}"
+    title = f"{area.name}, {month} - adapter {adapter}"
     caption = f"EPSG:32618, {config.grid.resolution_m:g} m pixels; nyceo {__version__}"
     ql = render_quicklook(small, list(acfg.classes), list(acfg.colors), title,
                           staging / "quicklook.png", mcfg.quicklook_max_px, caption=caption)
