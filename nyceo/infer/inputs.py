@@ -37,15 +37,17 @@ def pixels_with_s2(block: StackBlock) -> np.ndarray:
 
 def _fill_tcyx(values: np.ndarray, valid: np.ndarray, fallback: list[float], out: np.ndarray) -> None:
     """Write ``values`` [T, C, s, s] as ``out`` [C, T, s, s] float32, masked pixels = band mean."""
-    counts = valid.sum(axis=(0, 2, 3))
-    sums = np.where(valid, values, 0).sum(axis=(0, 2, 3), dtype=np.float64)
+    np.copyto(out, np.swapaxes(values, 0, 1), casting="unsafe")
+    if valid.all():
+        return
+    ok = np.swapaxes(valid, 0, 1)
     fb = np.asarray(fallback, dtype=np.float64)
-    if fb.size != counts.size:
-        raise ValueError(f"infer.fill_fallback has {fb.size} values for {counts.size} bands; give one per band")
+    if fb.size != out.shape[0]:
+        raise ValueError(f"infer.fill_fallback has {fb.size} values for {out.shape[0]} bands; give one per band")
+    counts = ok.sum(axis=(1, 2, 3))
+    sums = np.where(ok, out, np.float32(0)).sum(axis=(1, 2, 3), dtype=np.float64)
     means = np.where(counts > 0, sums / np.maximum(counts, 1), fb).astype(np.float32)
-    swapped = np.swapaxes(values, 0, 1)
-    np.copyto(out, swapped, casting="unsafe")
-    np.copyto(out, means[:, None, None, None], where=~np.swapaxes(valid, 0, 1))
+    np.copyto(out, means[:, None, None, None], where=~ok)
 
 
 def assemble_batch(

@@ -40,13 +40,13 @@ def stack_arrays(
     s2 = np.empty((n_time, len(S2_BANDS), h, w), dtype=np.int16)
     for b in range(len(S2_BANDS)):
         level = 400 + 250 * b
-        noise = rng.normal(0, 40, size=(n_time, h, w))
+        noise = 40 * rng.standard_normal((n_time, h, w), dtype=np.float32)
         s2[:, b] = np.clip(level + 2500 * base[None] + noise, 1, 12000).astype(np.int16)
     s2_valid = np.where(valid[None], 1, 0).astype(np.uint8).repeat(n_time, axis=0)
-    s2_valid[1][rng.random((h, w)) < 0.05] = 2  # some pixels filled from another timestep
+    s2_valid[1][(rng.random((h, w)) < 0.05) & valid] = 2  # some pixels filled from another timestep
     s2[:, :, ~valid] = S2_NODATA
     s1 = np.stack([-12 + 6 * base - 3, -19 + 5 * base], axis=0)[None].repeat(n_time, axis=0).astype(np.float32)
-    s1 += rng.normal(0, 0.5, size=s1.shape).astype(np.float32)
+    s1 += 0.5 * rng.standard_normal(s1.shape, dtype=np.float32)
     dem = (120 * _smooth(rng, (h, w), 400.0)).astype(np.float32)
     if encode_position:
         gy0, gx0 = area.row0 * area.lattice.chip_size_px, area.col0 * area.lattice.chip_size_px
