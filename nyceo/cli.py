@@ -48,6 +48,30 @@ def grid_cmd(config: Path = ConfigOpt) -> None:
         typer.echo(f"  {name:<14} {n:5d}")
 
 
+@app.command("infer")
+def infer_cmd(
+    month: str = typer.Option(..., "--month", "-m", help="Month to predict, YYYY-MM (its stack.zarr must exist)."),
+    adapters: str = typer.Option(None, "--adapters", "-a", help="Comma-separated adapter names (default: all)."),
+    config: Path = ConfigOpt,
+) -> None:
+    """Tiled TerraMind inference of the month's stack with every (or the named) adapter."""
+    import logging
+
+    from nyceo.infer import run_infer
+    from nyceo.infer.store import StackStoreError
+
+    cfg = load_or_exit(config)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = [a.strip() for a in adapters.split(",") if a.strip()] if adapters else None
+    try:
+        out = run_infer(cfg, month, names)
+    except (StackStoreError, ValueError, KeyError) as exc:
+        typer.echo(f"infer {month} failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for name, path in out.items():
+        typer.echo(f"  {name:<14} -> {path}")
+
+
 @app.command("run")
 def run_cmd(
     month: str = typer.Option(None, "--month", "-m", help="Month to process, YYYY-MM (default: previous month, New York time)."),

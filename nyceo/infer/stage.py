@@ -44,9 +44,13 @@ def infer_config_hash(config: PipelineConfig) -> str:
 
 
 def make_runner(config: PipelineConfig) -> Predictor:
-    """The real model runner: base loaded once, adapters swapped (imports torch)."""
-    from nyceo.model import AdapterRunner
+    """The real model runner: base loaded once, adapters swapped (imports torch).
 
+    Demo adapters a config names (``demo_seed`` + local folder) are written first when missing.
+    """
+    from nyceo.model import AdapterRunner, ensure_demo_adapters
+
+    ensure_demo_adapters(config)
     return AdapterRunner(config, device=config.infer.device)
 
 

@@ -75,6 +75,11 @@ class StackStore:
             )
         self.area = _area_from_coords(path, self.group["y"][:], self.group["x"][:], lattice)
         self.provenance = _attr_json(self.group.attrs.get("provenance"))
+        if not self.provenance:
+            raise StackStoreError(
+                f"stack store {path} has no provenance: its acquisition is unfinished or the month was "
+                "skipped; run `nyceo acquire --month MONTH -c CONFIG` to completion first"
+            )
         self.n_time = int(self.group["s2"].shape[0])
 
     def read(self, box: tuple[int, int, int, int]) -> StackBlock:
