@@ -48,6 +48,45 @@ def grid_cmd(config: Path = ConfigOpt) -> None:
         typer.echo(f"  {name:<14} {n:5d}")
 
 
+@app.command("acquire")
+def acquire_cmd(
+    month: str = typer.Option(..., "--month", "-m", help="Month to acquire, YYYY-MM."),
+    config: Path = ConfigOpt,
+    parallel: bool = typer.Option(
+        False, "--parallel/--serial", help="Run blocks on dask worker processes (dask section of the config)."
+    ),
+) -> None:
+    """Find the month's scenes and write its 4-timestep stack (stack.zarr) on the chip grid."""
+    from contextlib import nullcontext
+
+    from nyceo.acquire import AcquireError, run_acquire
+
+    cfg = load_or_exit(config)
+
+    def show(rec: dict) -> None:
+        state = "resumed" if rec.get("resumed") else rec["status"]
+        extra = f"S2 {','.join(rec['s2_dates'])}" if rec["status"] == "done" else rec.get("detail", "")
+        typer.echo(f"  block {rec['block_id']}: {state} ({rec.get('chips', '?')} chips) {extra}")
+
+    if parallel:
+        from nyceo.cluster import dask_client
+
+        ctx = dask_client(cfg.dask)
+    else:
+        ctx = nullcontext(None)
+    try:
+        with ctx as client:
+            result = run_acquire(cfg, month, client=client, progress=show)
+    except (AcquireError, ValueError) as exc:
+        typer.echo(f"acquire {month} failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if result["status"] == "skipped":
+        typer.echo(f"{month} skipped: {result['reason']}: {result['detail']}")
+    else:
+        typer.echo(f"{month} done: {result['blocks_done']} block(s) written, {result['blocks_skipped']} skipped, "
+                   f"{result['blocks_resumed']} already finished -> {result['store']}")
+
+
 @app.command("infer")
 def infer_cmd(
     month: str = typer.Option(..., "--month", "-m", help="Month to predict, YYYY-MM (its stack.zarr must exist)."),

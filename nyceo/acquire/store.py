@@ -115,7 +115,9 @@ def create_store(path: str, config: PipelineConfig, area: AreaGrid, fp: dict[str
     ds.attrs["nyceo_fingerprint"] = fp
     ds.attrs["provenance"] = {}
     # Flags keep their integer type on reading (0 is a meaning, not a missing value).
-    encoding = {name: {"_FillValue": None if name.endswith("_valid") else FILLS[name]} for name in FILLS}
+    # ``fill_value`` is the Zarr v3 array fill (what unwritten chips read as); ``_FillValue`` the CF mask.
+    encoding = {name: {"_FillValue": None if name.endswith("_valid") else FILLS[name],
+                       "fill_value": FILLS[name]} for name in FILLS}
     ds.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
 
 
