@@ -111,6 +111,30 @@ def infer_cmd(
         typer.echo(f"  {name:<14} -> {path}")
 
 
+@app.command("mosaic")
+def mosaic_cmd(
+    month: str = typer.Option(..., "--month", "-m", help="Month to mosaic, YYYY-MM (its pred/<adapter>.zarr must exist)."),
+    adapters: str = typer.Option(None, "--adapters", "-a", help="Comma-separated adapter names (default: all)."),
+    config: Path = ConfigOpt,
+) -> None:
+    """Borough and city COGs, quicklooks and the STAC catalog of a month's predictions."""
+    from nyceo.mosaic.predstore import PredStoreError
+    from nyceo.mosaic.stac import update_catalog
+    from nyceo.mosaic.stage import mosaic_month
+
+    cfg = load_or_exit(config)
+    names = [a.strip() for a in adapters.split(",") if a.strip()] if adapters else None
+    try:
+        results = mosaic_month(cfg, month, names)
+        catalog = update_catalog(cfg, month, names)
+    except (PredStoreError, ValueError, KeyError) as exc:
+        typer.echo(f"mosaic {month} failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for r in results:
+        typer.echo(f"  {r.adapter:<14} {r.area:<14} {'up to date' if r.skipped else 'written'}  {r.files['class']}")
+    typer.echo(f"catalog -> {catalog}")
+
+
 @app.command("run")
 def run_cmd(
     month: str = typer.Option(None, "--month", "-m", help="Month to process, YYYY-MM (default: previous month, New York time)."),

@@ -103,7 +103,7 @@ def read_input_key(path: str, storage_options: dict[str, Any] | None = None) -> 
             if not fs.exists(fpath):
                 return None
             # Range reads through fsspec: only the header is fetched, not the whole file.
-            with rasterio.open(fpath, opener=fs.open) as ds:
+            with rasterio.open(fpath, opener=fs) as ds:
                 return ds.tags().get(INPUT_KEY_TAG)
         if not Path(path).is_file():
             return None

@@ -55,7 +55,7 @@ def _cog_header(path: str, storage_options: dict[str, Any]) -> tuple[list[int], 
     """(shape, 6-term transform, provenance) of a published COG, local or remote (range reads)."""
     if is_remote(path):
         fs, p = fsspec.core.url_to_fs(path, **storage_options)
-        ctx = rasterio.open(p, opener=fs.open)
+        ctx = rasterio.open(p, opener=fs)
     else:
         ctx = rasterio.open(path)
     with ctx as ds:

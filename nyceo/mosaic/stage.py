@@ -190,9 +190,14 @@ def mosaic_area(config: PipelineConfig, month: str, adapter: str, area_slug: str
     return out
 
 
-def mosaic_month(config: PipelineConfig, month: str, adapters: list[str] | None = None) -> list[AreaOutputs]:
-    """Every configured area of every (selected) adapter for a month, one after the other."""
+def area_slugs(config: PipelineConfig) -> list[str]:
+    """Areas one month publishes per adapter: the configured boroughs' slugs, then 'nyc'."""
     from nyceo.mosaic.clip import configured_areas
 
+    return list(configured_areas(config))
+
+
+def mosaic_month(config: PipelineConfig, month: str, adapters: list[str] | None = None) -> list[AreaOutputs]:
+    """Every configured area of every (selected) adapter for a month, one after the other."""
     names = adapters or sorted(config.infer.adapters)
-    return [mosaic_area(config, month, a, slug) for a in names for slug in configured_areas(config)]
+    return [mosaic_area(config, month, a, slug) for a in names for slug in area_slugs(config)]
