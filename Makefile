@@ -16,7 +16,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL ?= INFO
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean stac-server-env
 install: $(STAMP)
 
 $(STAMP): requirements.lock constraints.txt pyproject.toml
@@ -28,10 +28,27 @@ $(STAMP): requirements.lock constraints.txt pyproject.toml
 	@$(BIN)/python -c "import nyceo, nyceo.model, torch, terratorch, prefect, zarr, rasterio; print('environment ok: torch', torch.__version__)"
 	@touch $(STAMP)
 
+# A real STAC API for the catalog tests (stac-fastapi-geoparquet 0.0.7 and its pins), kept in its
+# own virtualenv; DuckDB extensions come from wheels into $$HOME/.duckdb (no download at run time).
+STAC_VENV  := .venv-stac
+STAC_STAMP := $(STAC_VENV)/.installed
+stac-server-env: $(STAC_STAMP)
+
+$(STAC_STAMP): Makefile
+	@echo "installing the test STAC server into $(STAC_VENV) (first time only)"
+	@test -x $(STAC_VENV)/bin/python || $(PYTHON) -m venv $(STAC_VENV)
+	@$(STAC_VENV)/bin/pip install --disable-pip-version-check -q "stac-fastapi-geoparquet==0.0.7" \
+	  "stac-fastapi-api<6" "stac-fastapi-types<6" "stac-fastapi-extensions<6" "fastapi<0.145" \
+	  "starlette<0.51" "rustac==0.9.17" uvicorn "duckdb-extensions==1.5.5" \
+	  "duckdb-extension-spatial==1.5.5" "duckdb-extension-icu==1.5.5" \
+	  "duckdb-extension-parquet==1.5.5" 2>&1 | $(QUIET)
+	@$(STAC_VENV)/bin/python -c "from duckdb_extensions import import_extension; [import_extension(e) for e in ('spatial', 'icu', 'parquet')]"
+	@touch $(STAC_STAMP)
+
 demo: install
 	$(BIN)/nyceo run --month $(MONTH) -c $(CONFIG)
 
-test: install
+test: install stac-server-env
 	$(BIN)/python -m pytest
 
 clean:

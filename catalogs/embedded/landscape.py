@@ -17,6 +17,7 @@ from affine import Affine
 from pyproj import Transformer
 from rasterio.features import rasterize
 from scipy import ndimage
+from scipy.special import ndtri
 
 from nyceo.boundaries import load_boroughs, load_ntas
 
@@ -95,6 +96,11 @@ def _rasterize(geoms, values, grid: CityGrid, fill: int = 0) -> np.ndarray:
                      dtype="uint8")
 
 
+TEXTURE_LEVELS = 16
+# the 16 texture levels are the mid-quantiles of N(0, 1)
+TEXTURE_Z = ndtri((np.arange(TEXTURE_LEVELS) + 0.5) / TEXTURE_LEVELS).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Landscape:
     """Per-pixel truth and surface properties on the 10 m grid."""
@@ -102,18 +108,23 @@ class Landscape:
     grid: CityGrid
     landcover: np.ndarray   # uint8 (y, x), classes above
     building: np.ndarray    # bool (y, x)
-    texture: np.ndarray     # float32 (y, x), ≈ N(0, 1), static surface texture
-    greenness: np.ndarray   # float32 (y, x) in [0.6, 1.1]: vegetation vigour (low frequency)
+    codes: dict             # res_m -> uint8 (y, x): surface class (5 = roof) * 16 + texture level
+
+    def code(self, res_m: float) -> np.ndarray:
+        return self.codes[int(res_m)]
+
+
+def subsample(arr: np.ndarray, factor: int) -> np.ndarray:
+    """The pixel nearest each coarse pixel's centre (10 m -> 20/60 m grids nest exactly)."""
+    return arr if factor == 1 else arr[factor // 2 :: factor, factor // 2 :: factor]
 
 
 def _street_buildings(shape: tuple[int, int], rng: np.random.Generator, density: np.ndarray) -> np.ndarray:
     """Buildings on a street grid: 80 m x 200 m blocks, 20 m streets, lots of 40 m, random gaps."""
-    rows = np.arange(shape[0], dtype=np.int64)[:, None]
-    cols = np.arange(shape[1], dtype=np.int64)[None, :]
-    street = ((rows % 22) >= 20) | ((cols % 10) >= 8)
-    lot_id = (rows // 4) * 7919 + (cols // 10) * 104729
-    table = rng.random(1 << 16).astype(np.float32)
-    lot_rand = table[(lot_id * 2654435761) % (1 << 16)]
+    rows, cols = np.arange(shape[0]), np.arange(shape[1])
+    street = ((rows % 22) >= 20)[:, None] | ((cols % 10) >= 8)[None, :]
+    lots = rng.random((shape[0] // 4 + 1, shape[1] // 10 + 1), dtype=np.float32)
+    lot_rand = lots[(rows // 4)[:, None], (cols // 10)[None, :]]
     return ~street & (lot_rand < density)
 
 
@@ -131,7 +142,7 @@ def _classes(grid: CityGrid, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     # residential / other: mostly built, vegetated where the vegetation field is high
     lc[veg > 1.0] = HERBACEOUS
     lc[veg > 1.4] = FOREST
-    lc[(patch > 2.1) & (veg <= 1.0)] = OTHER
+    lc[(patch > 1.7) & (veg <= 1.0)] = OTHER
     park = nta_type == 9
     lc[park] = np.where(patch[park] > 0.6, HERBACEOUS, FOREST)
     cem = nta_type == 7
@@ -149,8 +160,11 @@ def build_landscape(grid: CityGrid, seed: int) -> Landscape:
     """The static city for ``seed`` on ``grid`` (cached: every month reuses it)."""
     rng = np.random.default_rng([seed, 1])
     landcover, building = _classes(grid, rng)
-    texture = rng.standard_normal(grid.shape_10m, dtype=np.float32)
-    greenness = np.clip(0.85 + 0.12 * smooth_noise(rng, grid.shape_10m, 10.0), 0.6, 1.1)
-    for arr in (landcover, building, texture, greenness):
+    texture = rng.integers(0, TEXTURE_LEVELS, grid.shape_10m, dtype=np.uint8)
+    surface = np.where(building, np.uint8(5), landcover)
+    code10 = surface * np.uint8(TEXTURE_LEVELS) + texture
+    codes = {10: code10, 20: np.ascontiguousarray(subsample(code10, 2)),
+             60: np.ascontiguousarray(subsample(code10, 6))}
+    for arr in (landcover, building, *codes.values()):
         arr.setflags(write=False)
-    return Landscape(grid, landcover, building, texture, greenness.astype(np.float32))
+    return Landscape(grid, landcover, building, codes)

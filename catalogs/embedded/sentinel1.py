@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catalogs.embedded.landscape import Landscape
+from scipy.special import ndtri
+
+from catalogs.embedded.landscape import TEXTURE_LEVELS, Landscape
 from catalogs.embedded.sentinel2 import season
 
 NODATA = -32768.0
@@ -68,17 +70,21 @@ def s1_acquisitions(year: int, month: int, sparse: bool = False) -> list[S1Acqui
 
 
 def render_s1(land: Landscape, acq: S1Acquisition, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """{"vv": float32, "vh": float32} linear gamma0 on the 10 m grid."""
+    """{"vv": float32, "vh": float32} linear gamma0 on the 10 m grid.
+
+    Speckle is one of 64 log-normal levels per 20 m pixel; the value of every pixel comes from a
+    lookup table (surface class x speckle level), so rendering is one gather per polarization."""
     table = BACKSCATTER.copy()
     table[0] *= rng.uniform(0.5, 3.0)                         # wind roughens the water
     table[2:4] *= 0.75 + 0.25 * season(acq.datetime)          # leaf-off vegetation is darker
-    surface = np.where(land.building, 5, land.landcover).astype(np.intp)
+    levels = np.exp(0.45 * ndtri((np.arange(64) + 0.5) / 64) - 0.1).astype(np.float32)
+    surface = land.code(10) // TEXTURE_LEVELS                  # 0..5, 5 = buildings
     h, w = surface.shape
     out = {}
     for p, key in enumerate(("vv", "vh")):
-        speckle = np.exp(0.45 * rng.standard_normal(((h + 1) // 2, (w + 1) // 2), dtype=np.float32) - 0.1)
+        lut = (table[:, p][:, None] * levels[None, :]).astype(np.float32)
+        lut = (lut.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)  # 8 significant bits
+        speckle = rng.integers(0, 64, ((h + 1) // 2, (w + 1) // 2), dtype=np.uint8)
         speckle = np.repeat(np.repeat(speckle, 2, axis=0), 2, axis=1)[:h, :w]
-        values = table[surface, p] * speckle
-        bits = values.view(np.uint32) & np.uint32(0xFFFF0000)   # 8 significant bits
-        out[key] = bits.view(np.float32)
+        out[key] = lut.ravel()[surface.astype(np.uint16) * 64 + speckle]
     return out

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from catalogs.embedded.landscape import CityGrid, Landscape, smooth_noise
+from catalogs.embedded.landscape import TEXTURE_LEVELS, TEXTURE_Z, CityGrid, Landscape, smooth_noise
 
 BANDS_RES_M: dict[str, float] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
@@ -26,7 +26,7 @@ OFFSET_START = dt.datetime(2022, 1, 25, tzinfo=dt.timezone.utc)
 BOA_ADD_OFFSET = 1000
 ANCHOR = dt.datetime(2017, 1, 2, 15, 49, 21, tzinfo=dt.timezone.utc)
 REVISIT_DAYS = 5
-SCL_CLEAR = {0: 6, 1: 5, 2: 4, 3: 4, 4: 5}   # land-cover class -> SCL (6 water, 4 veg, 5 not veg)
+SCL_CLEAR = {0: 6, 1: 5, 2: 4, 3: 4, 4: 5, 5: 5}   # surface class -> SCL (6 water, 4 veg, 5 not veg)
 # Reflectance x 10000, band order as BANDS_RES_M. Vegetation: dormant (winter) and green (July).
 _B = list(BANDS_RES_M)
 SPECTRA = np.array([
@@ -40,7 +40,7 @@ SPECTRA = np.array([
 DORMANT = np.array([[600, 600, 800, 900, 1200, 1500, 1650, 1800, 1850, 900, 2300, 1700],
                     [650, 700, 950, 1100, 1400, 1650, 1750, 1850, 1900, 950, 2600, 2000]], np.float32)
 CLOUD = np.array([7600, 7500, 7400, 7400, 7300, 7200, 7100, 7000, 6900, 4000, 4600, 3200], np.float32)
-TEXTURE_AMP = np.array([0.01, 0.06, 0.05, 0.05, 0.06, 0.06], np.float32)
+TEXTURE_AMP = np.array([0.01, 0.03, 0.03, 0.03, 0.03, 0.04], np.float32)
 
 
 @dataclass(frozen=True)
@@ -100,34 +100,59 @@ def month_spectra(when: dt.datetime) -> np.ndarray:
     return table
 
 
-def _sub(arr: np.ndarray, f: int) -> np.ndarray:
-    return arr if f == 1 else arr[f // 2 :: f, f // 2 :: f]
-
-
-def _up2(arr: np.ndarray) -> np.ndarray:
-    return np.repeat(np.repeat(arr, 2, axis=0), 2, axis=1)
-
-
 @dataclass
 class S2Masks:
-    """Per-scene fields at 20 m: cloud opacity, cirrus, shadow, valid footprint."""
+    """Per-scene fields at 20 m: cloud opacity, cirrus, shadow; swath-edge cut per row."""
 
     alpha: np.ndarray
     cirrus: np.ndarray
     shadow: np.ndarray
-    valid: np.ndarray
+    first_valid_col_20m: np.ndarray | None   # per 20 m row: first column with data (partial scenes)
     edge_cols_10m: tuple[float, float] | None   # swath edge column at the top and bottom rows
+
+    def first_valid_col(self, res_m: float) -> np.ndarray | None:
+        """Per row at ``res_m``: the first column with data (nests like the 10/20/60 m grids)."""
+        c = self.first_valid_col_20m
+        if c is None:
+            return None
+        if res_m == 10:
+            return np.repeat(2 * c, 2)
+        if res_m == 20:
+            return c
+        return np.ceil((c[1::3] - 1) / 3).astype(np.int64)
+
+    def affected(self, res_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Flat indices at ``res_m`` touched by cloud, cirrus or shadow, and those fields there."""
+        if res_m == 60:
+            a, c, s = (m[1::3, 1::3] for m in (self.alpha, self.cirrus, self.shadow))
+            idx = np.flatnonzero((a > 0) | c | s)
+            return idx, a.ravel()[idx], c.ravel()[idx], s.ravel()[idx]
+        idx20 = np.flatnonzero((self.alpha > 0) | self.cirrus | self.shadow)
+        fields = [m.ravel()[idx20] for m in (self.alpha, self.cirrus, self.shadow)]
+        if res_m == 20:
+            return (idx20, *fields)
+        w20 = self.alpha.shape[1]
+        r, q = np.divmod(idx20, w20)
+        w10 = 2 * w20
+        idx = np.concatenate([(2 * r + dy) * w10 + 2 * q + dx for dy in (0, 1) for dx in (0, 1)])
+        return (idx, *(np.tile(f, 4) for f in fields))
+
+
+def blank_outside(arr: np.ndarray, first_valid_col: np.ndarray | None) -> np.ndarray:
+    """Zero (nodata) every pixel left of the swath edge."""
+    if first_valid_col is not None:
+        for row, col in enumerate(first_valid_col[: arr.shape[0]]):
+            arr[row, : max(0, min(int(col), arr.shape[1]))] = 0
+    return arr
 
 
 def scene_masks(grid: CityGrid, acq: S2Acquisition, rng: np.random.Generator, all_cloud: bool) -> S2Masks:
     h, w = grid.shape(20)
-    valid = np.ones((h, w), bool)
-    edge = None
+    cut, edge = None, None
     if acq.partial:
         slope = np.tan(np.deg2rad(12.0))
         top = w * rng.uniform(0.35, 0.6)
-        cut = top - slope * np.arange(h)
-        valid = np.arange(w)[None, :] >= cut[:, None]
+        cut = np.ceil(top - slope * np.arange(h)).astype(np.int64)
         edge = (2 * top, 2 * (top - slope * h))
     u = rng.random()
     frac = rng.uniform(0, 0.05) if u < 0.35 else rng.uniform(0.05, 0.4) if u < 0.7 else rng.uniform(0.4, 0.95)
@@ -135,26 +160,25 @@ def scene_masks(grid: CityGrid, acq: S2Acquisition, rng: np.random.Generator, al
     thresh = np.quantile(field[::8, ::8], 1 - frac)
     alpha = np.clip((field - thresh) / 0.6, 0, 1).astype(np.float32)
     if all_cloud:
-        alpha = np.maximum(alpha, 0.8)
+        alpha = np.maximum(alpha, np.float32(0.8))
     cirrus_field = smooth_noise(rng, (h, w), 20, 960)
     cirrus = (cirrus_field > (2.0 if rng.random() < 0.4 else 99)) & (alpha == 0)
-    dy, dx = 15, 10   # shadows fall 300 m north-west... of the cloud at 20 m pixels
+    dy, dx = 15, 10   # shadows fall 300 m north and 200 m east of the cloud
     shifted = np.zeros_like(alpha)
     shifted[: h - dy, dx:] = alpha[dy:, : w - dx]
     shadow = (shifted > 0.3) & (alpha == 0) & ~cirrus
-    return S2Masks(alpha, cirrus, shadow & valid, valid, edge)
+    return S2Masks(alpha, cirrus, shadow, cut, edge)
 
 
 def scl(land: Landscape, masks: S2Masks) -> np.ndarray:
     """The scene classification layer (20 m, uint8)."""
-    lut = np.array([SCL_CLEAR[c] for c in range(5)], np.uint8)
-    out = lut[_sub(land.landcover, 2)]
+    lut = np.array([SCL_CLEAR[c // TEXTURE_LEVELS] for c in range(6 * TEXTURE_LEVELS)], np.uint8)
+    out = lut[land.code(20)]
     out[masks.shadow] = 3
     out[masks.cirrus] = 10
     out[masks.alpha > 0] = 8
     out[masks.alpha >= 0.5] = 9
-    out[~masks.valid] = 0
-    return out
+    return blank_outside(out, masks.first_valid_col(20))
 
 
 def cloud_cover_pct(scl_arr: np.ndarray) -> float:
@@ -166,22 +190,17 @@ def cloud_cover_pct(scl_arr: np.ndarray) -> float:
 
 def _band(land: Landscape, masks: S2Masks, b: int, res_m: float, table: np.ndarray,
           gain: float, offset_dn: int) -> np.ndarray:
-    f = int(res_m // 10)
-    lc = _sub(land.landcover, f).astype(np.intp)
-    surface_class = np.where(_sub(land.building, f), 5, lc)
-    refl = table[surface_class, b] * (1 + TEXTURE_AMP[surface_class] * _sub(land.texture, f)) * gain
-    if f == 1:
-        alpha, cirrus, shadow, valid = (_up2(m) for m in (masks.alpha, masks.cirrus, masks.shadow, masks.valid))
-    else:
-        s = f // 2
-        alpha, cirrus, shadow, valid = (_sub(m, s) for m in (masks.alpha, masks.cirrus, masks.shadow, masks.valid))
-    refl = np.where(shadow, refl * 0.4, refl)
-    refl = np.where(cirrus, refl + (600 if b < 9 else 300), refl)
+    classes = np.arange(6 * TEXTURE_LEVELS) // TEXTURE_LEVELS
+    z = TEXTURE_Z[np.arange(6 * TEXTURE_LEVELS) % TEXTURE_LEVELS]
+    refl_lut = table[classes, b] * (1 + TEXTURE_AMP[classes] * z) * gain
+    lut = np.clip(np.rint(refl_lut) + offset_dn, 1, 65535).astype(np.uint16)
+    dn = lut[land.code(res_m)]
+    idx, alpha, cirrus, shadow = masks.affected(res_m)
+    refl = refl_lut[land.code(res_m).ravel()[idx]]
+    refl = np.where(shadow, refl * 0.4, refl) + np.where(cirrus, 600 if b < 9 else 300, 0)
     refl = refl * (1 - alpha) + CLOUD[b] * alpha
-    dn = np.clip(np.rint(refl) + offset_dn, 1, 65535).astype(np.uint16)
-    dn[~valid] = 0
-    return dn
-
+    dn.ravel()[idx] = np.clip(np.rint(refl) + offset_dn, 1, 65535).astype(np.uint16)
+    return blank_outside(dn, masks.first_valid_col(res_m))
 
 def render_s2(land: Landscape, acq: S2Acquisition, masks: S2Masks,
               rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray, float]]:
