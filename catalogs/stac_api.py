@@ -108,6 +108,12 @@ class StacApiCatalog:
             ) from exc
         end_utc = as_utc(end)
         kept = [it for it in items if it.datetime is None or as_utc(it.datetime) < end_utc]
+        # some servers (stac-fastapi-geoparquet 0.0.7) ignore `collections`: enforce it here
+        foreign = [it for it in kept if it.collection_id != collection]
+        if foreign:
+            LOG.warning("%s returned %d items of other collections for %r; dropped",
+                        self.url, len(foreign), collection)
+            kept = [it for it in kept if it.collection_id == collection]
         LOG.info("%s: %d %s items for %s", self.name, len(kept), collection, kwargs["datetime"])
         return sorted(kept, key=lambda it: (it.datetime or as_utc(start), it.id))
 
