@@ -100,10 +100,10 @@ class AdapterRunner:
 
     def _ensure_loaded(self, name: str) -> _Variant:
         ad = self._adapter_config(name)
+        if name in self._files:
+            return self._variants[ad.backbone]
+        files = load_adapter_files(name, self.config)  # hashes, JSON, class count: before any model work
         variant = self._variant(ad.backbone, ad.tim_modalities)
-        if name in variant.heads:
-            return variant
-        files = load_adapter_files(name, self.config)
         model = variant.model
         inject_lora(model, files.lora_config, name)
         lora = lora_state_for_slot(files, name)
@@ -131,9 +131,9 @@ class AdapterRunner:
     # ---- inference ------------------------------------------------------------------------
     def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Softmax probabilities float32 [B, K, H, W] (CPU numpy) for raw inputs; see module doc."""
-        variant = self._activate(adapter)
         ad = self._adapter_config(adapter)
         tensors = self._prepare(adapter, inputs)
+        variant = self._activate(adapter)
         flips = FLIPS if self.infer.tta_flips else ((),)
         total = None
         for dims in flips:
