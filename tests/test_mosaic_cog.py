@@ -56,7 +56,7 @@ def test_every_area_layer_is_a_valid_cog_with_tiles_overviews_and_compression(ci
 
 def _centres_inside(geom, transform: Affine, shape) -> np.ndarray:
     rows, cols = np.mgrid[0: shape[0], 0: shape[1]]
-    x, y = transform * (cols + 0.5, rows + 0.5)
+    x, y = transform @ (cols + 0.5, rows + 0.5)
     return shapely.contains_xy(geom, x, y)
 
 

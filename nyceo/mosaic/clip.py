@@ -54,8 +54,8 @@ def area_window(geometry: BaseGeometry, transform: Affine, height_px: int, width
     """Pixel window of the polygon's bbox on a raster, cut to the raster's extent."""
     minx, miny, maxx, maxy = geometry.bounds
     inv = ~transform
-    c0, r0 = inv * (minx, maxy)
-    c1, r1 = inv * (maxx, miny)
+    c0, r0 = inv @ (minx, maxy)
+    c1, r1 = inv @ (maxx, miny)
     col0, row0 = max(0, math.floor(c0)), max(0, math.floor(r0))
     col1, row1 = min(width_px, math.ceil(c1)), min(height_px, math.ceil(r1))
     if col1 <= col0 or row1 <= row0:

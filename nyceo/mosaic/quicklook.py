@@ -26,9 +26,7 @@ def read_downsampled(cog: str | Path, max_px: int) -> np.ndarray:
 
 
 def _class_cmap(colors: list[str]) -> ListedColormap:
-    cmap = ListedColormap(colors)
-    cmap.set_bad(NODATA_RGBA)
-    return cmap
+    return ListedColormap(colors).with_extremes(bad=NODATA_RGBA)
 
 
 def _show(ax: plt.Axes, class_map: np.ndarray, colors: list[str], nodata: int) -> None:
