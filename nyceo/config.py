@@ -207,6 +207,11 @@ class InferConfig(_Strict):
     )
     cpu_amp: bool = Field(False, description="Also autocast to amp_dtype on CPU.")
     sdpa: bool = Field(True, description="Compute unfused attention modules with scaled_dot_product_attention.")
+    heads_resident: bool = Field(
+        True, description="Hold every adapter's neck/decoder/head in memory (fastest swaps). False keeps "
+        "only the active adapter's and re-reads the others' from their checked safetensors on a swap "
+        "(memory: base + one head + all LoRA).",
+    )
     tta_flips: bool = Field(False, description="Flip test-time augmentation (4 flips of y/x, averaged).")
     # --- tiled engine (nyceo/infer) ---
     blend_taper: Literal["hann", "triangular", "box"] = Field(

@@ -138,7 +138,7 @@ def fresh_probs(cfg, name: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
     inject_adapter_in_model(LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["attn.qkv", "attn.proj"],
                                        bias="none"), model.encoder)
     files = load_adapter_files(name, cfg)
-    res = model.load_state_dict({**files.lora, **files.head}, strict=False)
+    res = model.load_state_dict({**files.lora, **files.head_tensors()}, strict=False)
     assert not res.unexpected_keys and not [k for k in res.missing_keys if "lora" in k or not k.startswith("encoder")]
     model.eval()
     x = {}
@@ -164,6 +164,11 @@ def test_swapped_adapters_equal_freshly_built_models(demo, runner):
     np.testing.assert_allclose(bld, fresh_probs(cfg, "buildings_nyc", x), atol=2e-5, rtol=0)
     # one base for both: the two adapters share the encoder's frozen weights
     assert list(runner._variants) == ["terramind_v1_tiny"]
+    # heads_resident=false (only the active neck/decoder/head in memory) gives the same outputs
+    lean = M.AdapterRunner(load_config(demo[0], {"infer.heads_resident": False}), device="cpu")
+    for name, want in (("lulc_nyc", first), ("buildings_nyc", bld), ("lulc_nyc", first)):
+        np.testing.assert_array_equal(lean.predict_proba(name, x), want)
+    assert sum(h is not None for h in lean._variants["terramind_v1_tiny"].heads.values()) == 1
     prov = runner.provenance("buildings_nyc")
     assert prov["sha256"] == cfg.infer.adapters["buildings_nyc"].sha256 and prov["device"] == "cpu"
     assert prov["dtype"] == "float32" and prov["untrained"] is True

@@ -37,13 +37,19 @@ class AdapterFiles:
     source: Source
     lora_config: dict[str, Any]
     lora: dict[str, torch.Tensor]
-    head: dict[str, torch.Tensor]
+    head_shapes: dict[str, tuple[int, ...]]
     sha256: dict[str, str] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
 
     @property
     def untrained(self) -> bool:
         return bool(self.lora_config.get("nyceo_untrained", False))
+
+    def head_tensors(self) -> dict[str, torch.Tensor]:
+        """The neck/decoder/head tensors (read on demand: they are the bulk of an adapter)."""
+        from safetensors.torch import load_file
+
+        return load_file(str(self.paths["decoder_head.safetensors"]))
 
 
 def adapter_paths(name: str, ad: AdapterConfig, config: PipelineConfig) -> tuple[Source, dict[str, Path]]:
@@ -75,10 +81,10 @@ def _read_lora_config(name: str, path: Path) -> dict[str, Any]:
     return cfg
 
 
-def _check_classes(name: str, ad: AdapterConfig, head: dict[str, torch.Tensor], path: Path) -> None:
+def _check_classes(name: str, ad: AdapterConfig, head: dict[str, tuple[int, ...]], path: Path) -> None:
     if HEAD_CLASS_TENSOR not in head:
         raise AdapterError(f"adapter {name}: tensor '{HEAD_CLASS_TENSOR}' missing in {path}")
-    n = head[HEAD_CLASS_TENSOR].shape[0]
+    n = head[HEAD_CLASS_TENSOR][0]
     if n != len(ad.classes):
         raise AdapterError(
             f"adapter {name}: {path} has {n} output classes ('{HEAD_CLASS_TENSOR}' has {n} rows) but "
@@ -89,6 +95,7 @@ def _check_classes(name: str, ad: AdapterConfig, head: dict[str, torch.Tensor], 
 
 def load_adapter_files(name: str, config: PipelineConfig) -> AdapterFiles:
     """Resolve, hash-check and read adapter ``name`` (no model needed)."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     ad = config.infer.adapters[name]
@@ -100,7 +107,8 @@ def load_adapter_files(name: str, config: PipelineConfig) -> AdapterFiles:
     }
     lora_cfg = _read_lora_config(name, paths["adapter_config.json"])
     lora = load_file(str(paths["adapter_model.safetensors"]))
-    head = load_file(str(paths["decoder_head.safetensors"]))
+    with safe_open(str(paths["decoder_head.safetensors"]), "pt") as f:
+        head = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     _check_classes(name, ad, head, paths["decoder_head.safetensors"])
     return AdapterFiles(name, src, lora_cfg, lora, head, digests, paths)
 
@@ -119,9 +127,9 @@ def lora_state_for_slot(files: AdapterFiles, slot: str) -> dict[str, torch.Tenso
     return out
 
 
-def check_state(files: AdapterFiles, which: str, given: dict[str, torch.Tensor],
-                expected: dict[str, torch.Tensor], prefix: str = "") -> None:
-    """Every expected tensor present with its shape, nothing unexpected (names as in the file)."""
+def check_state(files: AdapterFiles, which: str, given: dict[str, tuple[int, ...]],
+                expected: dict[str, tuple[int, ...]], prefix: str = "") -> None:
+    """Every expected tensor present with its shape, nothing unexpected (shapes by tensor name)."""
     path = files.paths.get(which, which)
     missing = sorted(set(expected) - set(given))
     if missing:
@@ -136,9 +144,9 @@ def check_state(files: AdapterFiles, which: str, given: dict[str, torch.Tensor],
             f"adapter {files.name}: {path} holds tensor '{prefix}{unexpected[0]}' the model does not "
             f"have ({len(unexpected)} unexpected); check infer.adapters.{files.name}.backbone"
         )
-    for key, tensor in given.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
+    for key, shape in given.items():
+        if tuple(shape) != tuple(expected[key]):
             raise AdapterError(
-                f"adapter {files.name}: tensor '{prefix}{key}' in {path} has shape {tuple(tensor.shape)}, "
-                f"the model expects {tuple(expected[key].shape)}; check infer.adapters.{files.name}.backbone"
+                f"adapter {files.name}: tensor '{prefix}{key}' in {path} has shape {tuple(shape)}, "
+                f"the model expects {tuple(expected[key])}; check infer.adapters.{files.name}.backbone"
             )

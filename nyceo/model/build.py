@@ -125,14 +125,19 @@ def set_lora_slot(model: nn.Module, slot: str) -> None:
             module.set_adapter(slot)
 
 
-def new_head_modules(model: nn.Module, num_classes: int) -> nn.ModuleDict:
-    """A neck, decoder and segmentation head shaped like ``model``'s, for ``num_classes``."""
+def new_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """A segmentation head (the recipe's) for ``model``'s decoder and ``num_classes``."""
     from terratorch.models.heads import SegmentationHead
 
+    return SegmentationHead(model.decoder.out_channels, num_classes, dropout=HEAD_DROPOUT).eval()
+
+
+def new_head_modules(model: nn.Module, num_classes: int) -> nn.ModuleDict:
+    """A neck, decoder and segmentation head shaped like ``model``'s, for ``num_classes``."""
     return nn.ModuleDict({
         "neck": copy.deepcopy(model.neck),
         "decoder": copy.deepcopy(model.decoder),
-        "head": SegmentationHead(model.decoder.out_channels, num_classes, dropout=HEAD_DROPOUT),
+        "head": new_head(model, num_classes),
     }).eval()
 
 

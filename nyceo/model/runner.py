@@ -21,7 +21,7 @@ from torch import nn
 from nyceo.config import PipelineConfig
 from nyceo.model.adapters import AdapterError, AdapterFiles, check_state, load_adapter_files, lora_state_for_slot
 from nyceo.model.build import (
-    attach_head_modules, build_model, inject_lora, is_tim, load_base, new_head_modules, set_lora_slot,
+    attach_head_modules, build_model, inject_lora, is_tim, load_base, new_head, new_head_modules, set_lora_slot,
 )
 from nyceo.model.sdpa import use_sdpa
 from nyceo.model.weights import resolve_base
@@ -107,16 +107,23 @@ class AdapterRunner:
         model = variant.model
         inject_lora(model, files.lora_config, name)
         lora = lora_state_for_slot(files, name)
-        expected = {k: v for k, v in model.encoder.state_dict().items() if f".lora_A.{name}." in k
-                    or f".lora_B.{name}." in k}
-        check_state(files, "adapter_model.safetensors", lora, expected)
+        shapes = lambda sd: {k: tuple(v.shape) for k, v in sd.items()}  # noqa: E731
+        expected = {k: v for k, v in model.encoder.state_dict().items()
+                    if f".lora_A.{name}." in k or f".lora_B.{name}." in k}
+        check_state(files, "adapter_model.safetensors", shapes(lora), shapes(expected))
         model.encoder.load_state_dict(lora, strict=False)
-        parts = new_head_modules(model, len(ad.classes))
-        check_state(files, "decoder_head.safetensors", files.head, parts.state_dict())
-        parts.load_state_dict(files.head, strict=True)
-        variant.heads[name] = parts.to(self.device).eval()
+        head_expected = {f"{part}.{k}": tuple(v.shape) for part in ("neck", "decoder")
+                         for k, v in getattr(model, part).state_dict().items()}
+        head_expected |= {f"head.{k}": tuple(v.shape) for k, v in new_head(model, len(ad.classes)).state_dict().items()}
+        check_state(files, "decoder_head.safetensors", files.head_shapes, head_expected)
+        if self.infer.heads_resident or not variant.heads:
+            parts = new_head_modules(model, len(ad.classes))
+            parts.load_state_dict(files.head_tensors(), strict=True)
+            variant.heads[name] = parts.to(self.device).eval()
+        else:  # only the active adapter's neck/decoder/head stay in memory (see _load_head_in_place)
+            variant.heads[name] = None
         model.to(self.device).eval()  # new LoRA modules are created on CPU in training mode
-        files.lora, files.head = {}, {}  # the tensors live in the model now
+        files.lora = {}  # the tensors live in the model now
         self._files[name] = files
         return variant
 
@@ -124,9 +131,31 @@ class AdapterRunner:
         variant = self._ensure_loaded(name)
         if variant.active != name:
             set_lora_slot(variant.model, name)
-            attach_head_modules(variant.model, variant.heads[name])
+            if variant.heads[name] is None:
+                self._load_head_in_place(variant, name)
+            else:
+                attach_head_modules(variant.model, variant.heads[name])
             variant.active = name
         return variant
+
+    def _load_head_in_place(self, variant: _Variant, name: str) -> None:
+        """heads_resident=false: copy the adapter's (already checked) neck/decoder/head tensors from
+        its safetensors file into the one resident set, tensor by tensor (no second copy in memory)."""
+        from safetensors import safe_open
+
+        model = variant.model
+        current = next(n for n, h in variant.heads.items() if h is not None)
+        parts = variant.heads.pop(current)
+        variant.heads[current] = None
+        k = len(self._adapter_config(name).classes)
+        if parts["head"].head[-1].out_channels != k:
+            parts["head"] = new_head(model, k).to(self.device)
+        target = parts.state_dict(keep_vars=True)
+        with torch.no_grad(), safe_open(str(self._files[name].paths["decoder_head.safetensors"]), "pt") as f:
+            for key in f.keys():
+                target[key].copy_(f.get_tensor(key))
+        variant.heads[name] = parts
+        attach_head_modules(model, parts)
 
     # ---- inference ------------------------------------------------------------------------
     def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
