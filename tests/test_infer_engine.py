@@ -178,3 +178,16 @@ def test_clear_errors(tmp_path: Path) -> None:
     write_stack_store(paths.stack_store(off, MONTH), area, seed=1)
     with pytest.raises(StackStoreError, match="not on the chip lattice"):
         run_infer(off, MONTH, ["lulc"], runner=BandStandIn())
+
+
+def test_adapters_together_equal_adapters_alone(tmp_path: Path) -> None:
+    """One read and one input assembly per batch serve every adapter, without mixing their outputs."""
+    make_stack(make_config(tmp_path), 2, 2, encode_position=True)
+    together = run_infer(make_config(tmp_path, batch_size=3), MONTH, ["lulc", "buildings"], runner=SmoothStandIn(window_bias=1.0))
+    both = {a: read_pred(p) for a, p in together.items()}
+    assert not np.array_equal(both["lulc"]["probability"], both["buildings"]["probability"])
+    for adapter in ("lulc", "buildings"):
+        # another batch size: the stores are rebuilt (not skipped) and batches are composed differently
+        alone = run_infer(make_config(tmp_path, batch_size=4), MONTH, [adapter], runner=SmoothStandIn(window_bias=1.0))
+        got = read_pred(alone[adapter])
+        assert all(np.array_equal(got[k], both[adapter][k]) for k in got)

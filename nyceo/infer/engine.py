@@ -88,32 +88,41 @@ def _batches(items: list[Window], size: int) -> Iterator[list[Window]]:
 
 def predict_block(
     runner: Predictor,
-    adapter: str,
+    adapters: list[str],
     plan: WindowPlan,
     spec: BlockSpec,
     data: StackBlock,
     windows: list[Window],
     cfg: InferConfig,
-) -> dict[str, np.ndarray]:
-    """Blend one adapter's window predictions over the block interior; return the uint8 layers."""
-    n_classes = len(runner.classes(adapter))
+) -> dict[str, dict[str, np.ndarray]]:
+    """Blend every adapter's window predictions over the block interior; {adapter: uint8 layers}.
+
+    Each batch of windows is assembled once and run through every adapter (in alternating order,
+    so consecutive batches share the active adapter); one accumulator per adapter.
+    """
     size = plan.window_px
-    acc = BlendAccumulator(n_classes, spec.box, taper_2d(size, cfg.blend_taper, cfg.blend_floor))
+    weights = taper_2d(size, cfg.blend_taper, cfg.blend_floor)
+    n_classes = {a: len(runner.classes(a)) for a in adapters}
+    accs = {a: BlendAccumulator(n_classes[a], spec.box, weights) for a in adapters}
     ry0, _, rx0, _ = spec.read_box
-    for batch in _batches(windows, cfg.batch_size):
+    for i, batch in enumerate(_batches(windows, cfg.batch_size)):
         origins = [plan.local_origin(w) for w in batch]
         inputs = assemble_batch(data, [(oy - ry0, ox - rx0) for oy, ox in origins], size, cfg.fill_fallback)
-        probs = np.asarray(runner.predict_proba(adapter, inputs), dtype=np.float32)
-        if probs.shape != (len(batch), n_classes, size, size):
-            raise ValueError(
-                f"adapter '{adapter}' returned probabilities of shape {probs.shape}, expected "
-                f"{(len(batch), n_classes, size, size)} (batch, classes, y, x); check the runner's class list"
-            )
-        for p, (oy, ox) in zip(probs, origins):
-            acc.add(p, oy, ox)
-    prob, covered = acc.result()
-    valid = covered
+        for adapter in adapters if i % 2 == 0 else adapters[::-1]:
+            probs = np.asarray(runner.predict_proba(adapter, inputs), dtype=np.float32)
+            if probs.shape != (len(batch), n_classes[adapter], size, size):
+                raise ValueError(
+                    f"adapter '{adapter}' returned probabilities of shape {probs.shape}, expected "
+                    f"{(len(batch), n_classes[adapter], size, size)} (batch, classes, y, x); check the runner's class list"
+                )
+            for p, (oy, ox) in zip(probs, origins):
+                accs[adapter].add(p, oy, ox)
+    mask = None
     if cfg.nodata_policy == "mask":
         y0, y1, x0, x1 = spec.box
-        valid = covered & pixels_with_s2(data)[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
-    return quantize(prob, valid)
+        mask = pixels_with_s2(data)[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
+    out = {}
+    for adapter, acc in accs.items():
+        prob, covered = acc.result()
+        out[adapter] = quantize(prob, covered if mask is None else covered & mask)
+    return out

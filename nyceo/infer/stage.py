@@ -1,10 +1,11 @@
 """The infer stage: stack.zarr -> pred/<adapter>.zarr for every adapter, block by block.
 
-Loop order: blocks outside, adapters inside. Each block's stack is read once and serves every
-adapter; the model (base backbone) is loaded once for the whole run, and the adapter order
-alternates from block to block (a, b, c, then c, b, a, ...) so consecutive blocks share the active
-adapter: ``n_blocks * (n_adapters - 1) + 1`` adapter switches in all. Finished blocks are recorded
-per adapter; a re-run skips them, and a block is only read when some adapter still needs it.
+Loop order: blocks, then batches of windows, then adapters. Each block's stack is read once and
+each batch of model inputs is assembled once for every adapter; the model (base backbone) is
+loaded once for the whole run, and the adapter order alternates from batch to batch (a, b, c, then
+c, b, a, ...) so consecutive batches share the active adapter: ``n_adapters - 1`` switches per
+batch, each a cheap LoRA-slot/head swap in the runner. Finished blocks are recorded per adapter; a
+re-run skips them, and a block is only read when some adapter still needs it.
 """
 
 from __future__ import annotations
@@ -108,10 +109,11 @@ def _run_block(
     """Read one block once, predict and write it for every adapter in ``todo``; return its window count."""
     data = stack.read(spec.read_box)
     windows = block_windows(plan, spec, data)
+    if windows:
+        layers = predict_block(runner, [t.adapter for t in todo], plan, spec, data, windows, config.infer)
+        for target in todo:
+            write_layers(target.group, spec.box, layers[target.adapter])
     for target in todo:
-        if windows:
-            layers = predict_block(runner, target.adapter, plan, spec, data, windows, config.infer)
-            write_layers(target.group, spec.box, layers)
         mark_block_done(target.path, spec.block_id, target.key, len(windows))
     return len(windows)
 
@@ -141,8 +143,7 @@ def run_infer(
         specs = [s for s in specs if s.block_id in set(block_ids)]
     t0, n_windows = time.perf_counter(), 0
     for i, spec in enumerate(specs):
-        order = targets if i % 2 == 0 else targets[::-1]
-        todo = [t for t in order if not block_done(t.path, spec.block_id, t.key)]
+        todo = [t for t in targets if not block_done(t.path, spec.block_id, t.key)]
         if todo:
             n_windows += _run_block(stack, plan, spec, todo, runner, config)
         log.info(

@@ -1,0 +1,175 @@
+"""Benchmark of the tiled inference engine against the raw model forward, on this machine, in one run.
+
+Prints side by side:
+  1. raw forward windows/s: ``runner.predict_proba`` on random inputs (batch = infer.batch_size);
+  2. engine windows/s (and area chips/s) on a pre-staged seeded stack.zarr, one adapter; ratio to 1
+     (target >= 0.8);
+  3. all adapters in one run vs the sum of single-adapter runs (target <= 1.0: the base is loaded
+     once and each block is read once for all adapters). Adapters differ in cost (TiM generates
+     tokens), so the reference is the sum of each adapter alone, i.e. "3 x single" per adapter;
+  4. peak RSS of inference (fresh process each) over two areas of different size, same block size
+     (target: the same for both; with the base backbone <= 5 GB: ``--backbone terramind_v1_base``).
+
+Usage: .venv/bin/python benchmarks/infer_bench.py [-c configs/demo.yaml] [--backbone terramind_v1_base]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from nyceo import paths  # noqa: E402
+from nyceo.config import PipelineConfig, load_config  # noqa: E402
+from nyceo.grid import AreaGrid, Lattice  # noqa: E402
+from nyceo.infer import run_infer  # noqa: E402
+from nyceo.infer.testing import write_stack_store  # noqa: E402
+from nyceo.infer.windows import WindowPlan  # noqa: E402
+
+MONTH = "2024-07"
+ROW0, COL0 = 217, 251
+
+
+def bench_config(src: str, root: Path, backbone: str | None, block: int, overlap: float) -> Path:
+    """A copy of ``src`` writing under ``root``; ``backbone`` swaps every adapter to demo adapters of it."""
+    raw = yaml.safe_load(Path(src).read_text())
+    raw.setdefault("run", {})["output_root"] = str(root / "outputs")
+    raw.setdefault("grid", {})["block_size_chips"] = block
+    raw.setdefault("infer", {})["overlap_fraction"] = overlap
+    if backbone:
+        raw["infer"]["require_sha256"] = False
+        for ad in raw["infer"]["adapters"].values():
+            ad["backbone"] = backbone + ("_tim" if ad.get("tim_modalities") else "")
+            ad["sha256"] = {}
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def random_inputs(batch: int, t: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "S2L2A": rng.uniform(200, 4000, (batch, 12, t, 224, 224)).astype(np.float32),
+        "S1RTC": rng.uniform(-25, -3, (batch, 2, t, 224, 224)).astype(np.float32),
+        "DEM": rng.uniform(0, 120, (batch, 1, 224, 224)).astype(np.float32),
+    }
+
+
+def raw_forward(runner, adapter: str, cfg: PipelineConfig, n_batches: int) -> float:
+    """Windows per second of the bare model forward."""
+    x = random_inputs(cfg.infer.batch_size, cfg.acquire.timesteps)
+    runner.predict_proba(adapter, x)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        runner.predict_proba(adapter, x)
+    return n_batches * cfg.infer.batch_size / (time.perf_counter() - t0)
+
+
+def timed_infer(cfg: PipelineConfig, adapters: list[str], runner) -> float:
+    shutil.rmtree(Path(paths.month_dir(cfg, MONTH)) / "pred", ignore_errors=True)  # no finished blocks
+    t0 = time.perf_counter()
+    run_infer(cfg, MONTH, adapters, runner=runner)
+    return time.perf_counter() - t0
+
+
+def stage_stack(cfg: PipelineConfig, rows: int, cols: int) -> AreaGrid:
+    area = AreaGrid(ROW0, COL0, rows, cols, Lattice.from_config(cfg.grid))
+    write_stack_store(paths.stack_store(cfg, MONTH), area, seed=5, provenance={"bench": f"{rows}x{cols}"})
+    return area
+
+
+def memory_child(config_path: str, rows: int, cols: int, adapter: str) -> None:
+    """(In a fresh process) stage an area, load the model, infer; print peak RSS as JSON."""
+    from nyceo.infer.stage import make_runner
+
+    cfg = load_config(config_path)
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_root": f"{cfg.run.output_root}/mem{rows}x{cols}"})})
+    stage_stack(cfg, rows, cols)
+    runner = make_runner(cfg)
+    runner.load([adapter])
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    run_infer(cfg, MONTH, [adapter], runner=runner)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rows": rows, "cols": cols, "peak_after_load_mb": loaded, "peak_mb": peak,
+                      "seconds": time.perf_counter() - t0}))
+
+
+def measure_memory(config_path: Path, areas: list[tuple[int, int]], adapter: str) -> list[dict]:
+    out = []
+    for rows, cols in areas:
+        res = subprocess.run(
+            [sys.executable, __file__, "--mem-child", str(config_path), str(rows), str(cols), adapter],
+            capture_output=True, text=True, check=True,
+        )
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-c", "--config", default=str(REPO / "configs/demo.yaml"))
+    ap.add_argument("--backbone", default=None, help="e.g. terramind_v1_base (demo adapters of that size)")
+    ap.add_argument("--overlap", type=float, default=0.5)
+    ap.add_argument("--area", default="2x2", help="engine area in chips, ROWSxCOLS (one block)")
+    ap.add_argument("--mem-areas", default="1x2,2x3", help="two areas for the memory comparison")
+    ap.add_argument("--mem-block", type=int, default=1, help="block size (chips) of the memory runs")
+    ap.add_argument("--raw-batches", type=int, default=3)
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: adapters,memory")
+    ap.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.mem_child:
+        memory_child(args.mem_child[0], int(args.mem_child[1]), int(args.mem_child[2]), args.mem_child[3])
+        return
+    logging.basicConfig(level=logging.WARNING)
+    from nyceo.infer.stage import make_runner
+
+    rows, cols = (int(v) for v in args.area.split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="nyceo-infer-bench-"))
+    cfg_path = bench_config(args.config, tmp, args.backbone, block=max(rows, cols), overlap=args.overlap)
+    cfg = load_config(cfg_path)
+    runner = make_runner(cfg)
+    names = list(runner.adapter_names)
+    t0 = time.perf_counter()
+    runner.load(names)
+    print(f"model: {cfg.infer.adapters[names[0]].backbone}, adapters {names}, device {cfg.infer.device}, "
+          f"batch {cfg.infer.batch_size}, overlap {args.overlap}; load {time.perf_counter() - t0:.1f} s")
+    area = stage_stack(cfg, rows, cols)
+    n_win = len(WindowPlan.for_area(area, args.overlap).all_windows())
+
+    raw = raw_forward(runner, names[0], cfg, args.raw_batches)
+    single = {a: timed_infer(cfg, [a], runner) for a in names}
+    eng = n_win / single[names[0]]
+    print(f"1. raw forward ({names[0]}):   {raw:7.2f} windows/s")
+    print(f"2. engine ({rows}x{cols} chips, {n_win} windows): {eng:7.2f} windows/s = "
+          f"{rows * cols / single[names[0]]:.2f} area chips/s; engine/raw = {eng / raw:.2f} (target >= 0.8)")
+    if "adapters" not in args.skip:
+        both = timed_infer(cfg, names, runner)
+        print(f"3. {len(names)} adapters in one run {both:.1f} s vs sum of single runs "
+              f"{sum(single.values()):.1f} s ({', '.join(f'{a} {t:.1f}' for a, t in single.items())}): "
+              f"ratio {both / sum(single.values()):.2f} (target <= 1.0)")
+    if "memory" not in args.skip:
+        mem_cfg = bench_config(args.config, tmp / "mem", args.backbone, block=args.mem_block, overlap=args.overlap)
+        areas = [tuple(int(v) for v in a.split("x")) for a in args.mem_areas.split(",")]
+        for m in measure_memory(mem_cfg, areas, names[0]):
+            print(f"4. peak RSS, area {m['rows']}x{m['cols']} chips (block {args.mem_block}): "
+                  f"{m['peak_mb']:.0f} MB (after model load {m['peak_after_load_mb']:.0f} MB; {m['seconds']:.1f} s)")
+    print(f"(scratch: {tmp})")
+
+
+if __name__ == "__main__":
+    main()
