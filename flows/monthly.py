@@ -23,12 +23,12 @@ records make an interrupted stage resume where it stopped. See flows/policies.py
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from prefect import flow, get_run_logger
 
 from flows.policies import cached, result_dir
+from flows.stages import StageContext, acquire_step, run_task
 from nyceo import paths
 from nyceo.config import PipelineConfig, load_config
 from nyceo.grid import counts_per_borough
@@ -39,21 +39,6 @@ from tasks.grid import grid_task
 
 DEFAULT_STAGES: tuple[str, ...] = ("grid", "acquire", "infer", "mosaic")
 CHANGE_HOOK = {"status": NOT_BUILT, "reason": "change & exposure layers are a later issue: no stage code exists"}
-
-
-@dataclass
-class StageContext:
-    """What every stage step needs; ``state`` carries paths between stages (never arrays)."""
-
-    config: PipelineConfig
-    config_path: str
-    month: str
-    infer_deployment: str | None = None
-    state: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def logger(self):
-        return get_run_logger()
 
 
 def exists(path: str) -> bool:
@@ -92,13 +77,8 @@ def grid_step(ctx: StageContext) -> dict[str, Any]:
             "per_borough": counts_per_borough(chips)}
 
 
-def run_task(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, bool]:
-    """Run a task; return (result, whether it came from the cache). Failures raise."""
-    state = task(*args, return_state=True, **kwargs)
-    return state.result(), state.name == "Cached"
 
-
-STEPS: dict[str, Callable[[StageContext], dict[str, Any]]] = {"grid": grid_step}
+STEPS: dict[str, Callable[[StageContext], dict[str, Any]]] = {"grid": grid_step, "acquire": acquire_step}
 # A stage can only run on its upstream's outputs: a failed or skipped upstream skips it.
 UPSTREAM = {"acquire": "grid", "infer": "acquire", "mosaic": "infer"}
 
