@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from nyceo.config import PipelineConfig
 from nyceo.grid import Lattice
 from nyceo.infer.engine import BlockSpec, Predictor, block_windows, plan_blocks, predict_block
 from nyceo.infer.store import (
+    StackBlock,
     StackStore,
     block_done,
     inputs_key,
@@ -102,12 +105,28 @@ def _open_targets(
     return targets
 
 
+def _prefetched_reads(stack: StackStore, specs: list[BlockSpec]) -> Iterator[StackBlock]:
+    """Block reads in order, the next one read in a background thread while the current is computed.
+
+    At most two blocks' inputs are held at once, whatever the area.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nyceo-infer-read") as pool:
+        pending = iter(specs)
+        first = next(pending, None)
+        future = pool.submit(stack.read, first.read_box) if first is not None else None
+        while future is not None:
+            data = future.result()
+            nxt = next(pending, None)
+            future = pool.submit(stack.read, nxt.read_box) if nxt is not None else None
+            yield data
+            del data
+
+
 def _run_block(
-    stack: StackStore, plan: WindowPlan, spec: BlockSpec, todo: list[_Target], runner: Predictor,
+    data: StackBlock, plan: WindowPlan, spec: BlockSpec, todo: list[_Target], runner: Predictor,
     config: PipelineConfig,
 ) -> int:
-    """Read one block once, predict and write it for every adapter in ``todo``; return its window count."""
-    data = stack.read(spec.read_box)
+    """Predict and write one block (read once) for every adapter in ``todo``; return its window count."""
     windows = block_windows(plan, spec, data)
     if windows:
         layers = predict_block(runner, [t.adapter for t in todo], plan, spec, data, windows, config.infer)
@@ -142,12 +161,16 @@ def run_infer(
             raise ValueError(f"block(s) {unknown} are not in the stack's area for {month}; known: {[s.block_id for s in specs]}")
         specs = [s for s in specs if s.block_id in set(block_ids)]
     t0, n_windows = time.perf_counter(), 0
-    for i, spec in enumerate(specs):
-        todo = [t for t in targets if not block_done(t.path, spec.block_id, t.key)]
-        if todo:
-            n_windows += _run_block(stack, plan, spec, todo, runner, config)
-        log.info(
-            "infer %s: block %s %s (%d/%d blocks, %d windows, %.1f s)", month, spec.block_id,
-            "done" if todo else "already done, skipped", i + 1, len(specs), n_windows, time.perf_counter() - t0,
-        )
+    work = [(spec, [t for t in targets if not block_done(t.path, spec.block_id, t.key)]) for spec in specs]
+    reads = _prefetched_reads(stack, [spec for spec, todo in work if todo])
+    try:
+        for i, (spec, todo) in enumerate(work):
+            if todo:
+                n_windows += _run_block(next(reads), plan, spec, todo, runner, config)
+            log.info(
+                "infer %s: block %s %s (%d/%d blocks, %d windows, %.1f s)", month, spec.block_id,
+                "done" if todo else "already done, skipped", i + 1, len(specs), n_windows, time.perf_counter() - t0,
+            )
+    finally:
+        reads.close()
     return {t.adapter: t.path for t in targets}
