@@ -28,7 +28,7 @@ from typing import Any, Callable
 from prefect import flow, get_run_logger
 
 from flows.policies import cached, result_dir
-from flows.stages import StageContext, acquire_step, run_task
+from flows.stages import StageContext, acquire_step, infer_step, mosaic_step, run_task
 from nyceo import paths
 from nyceo.config import PipelineConfig, load_config
 from nyceo.grid import counts_per_borough
@@ -78,7 +78,8 @@ def grid_step(ctx: StageContext) -> dict[str, Any]:
 
 
 
-STEPS: dict[str, Callable[[StageContext], dict[str, Any]]] = {"grid": grid_step, "acquire": acquire_step}
+STEPS: dict[str, Callable[[StageContext], dict[str, Any]]] = {
+    "grid": grid_step, "acquire": acquire_step, "infer": infer_step, "mosaic": mosaic_step}
 # A stage can only run on its upstream's outputs: a failed or skipped upstream skips it.
 UPSTREAM = {"acquire": "grid", "infer": "acquire", "mosaic": "infer"}
 

@@ -95,9 +95,14 @@ def result_dir(output_root: str, *parts: str) -> Path | None:
     return Path(join(output_root, *parts, ".prefect-results")).resolve()
 
 
-def cached(task: Task, storage: Path | None, refresh: bool, **options: Any) -> Task:
-    """``task`` with input-keyed caching and persisted results in ``storage``."""
-    kw: dict[str, Any] = dict(cache_key_fn=stage_cache_key, persist_result=True, refresh_cache=refresh)
+def cached(task: Task, storage: Path | None, refresh: bool, extra_key: str = "", **options: Any) -> Task:
+    """``task`` with input-keyed caching and persisted results in ``storage``; ``extra_key`` adds
+    inputs that are not parameters (e.g. a digest of the upstream store)."""
+
+    def key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+        return stage_cache_key(context, parameters) + (f"-{extra_key}" if extra_key else "")
+
+    kw: dict[str, Any] = dict(cache_key_fn=key_fn, persist_result=True, refresh_cache=refresh)
     if storage is not None:
         kw["result_storage"] = storage
     return task.with_options(**kw, **options)

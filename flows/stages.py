@@ -112,3 +112,86 @@ def acquire_step(ctx: StageContext) -> dict[str, Any]:
         return {"status": "skipped", "reason": f"{rec.get('reason')}: {rec.get('detail', '')}"}
     ctx.state["stack_path"] = rec["store"]
     return {**rec, "cached": was_cached, "blocks_resumed": len(planned["done"])}
+
+
+def store_digest(stores: list[str]) -> str:
+    """sha256 over the root metadata (zarr.json, with provenance) of upstream stores: a re-acquired
+    stack or re-predicted store changes it, so downstream caches keyed on it are not reused."""
+    import hashlib
+
+    import fsspec
+
+    h = hashlib.sha256()
+    for store in sorted(stores):
+        fs, p = fsspec.core.url_to_fs(f"{store.rstrip('/')}/zarr.json")
+        h.update(fs.cat_file(p) if fs.exists(p) else b"missing")
+    return h.hexdigest()[:16]
+
+
+def infer_local(ctx: StageContext, adapters: list[str]) -> tuple[dict[str, str], bool]:
+    """The infer task in this process, tagged ``gpu`` (tag concurrency limit), cached on the
+    config hash (adapter sources and sha256 pins are part of it), month, adapters and the stack."""
+    from nyceo import paths
+    from tasks.infer import infer_task
+
+    from flows.monthly import exists
+
+    cfg, month = ctx.config, ctx.month
+    missing = [a for a in adapters if not exists(paths.pred_store(cfg, month, a))]
+    task = cached(infer_task, ctx.results(), refresh=bool(missing), tags=["gpu"],
+                  extra_key=store_digest([paths.stack_store(cfg, month)]))
+    return run_task(task, ctx.config_path, month, adapters)
+
+
+def infer_step(ctx: StageContext) -> dict[str, Any]:
+    """Inference on a GPU worker (the nyc-infer deployment) or in this process."""
+    from nyceo import paths
+
+    adapters = sorted(ctx.config.infer.adapters)
+    if not adapters:
+        return {"status": "skipped", "reason": "no adapters configured (infer.adapters)"}
+    if ctx.infer_deployment:
+        from prefect.deployments import run_deployment
+
+        run = run_deployment(ctx.infer_deployment, parameters={"month": ctx.month, "config_path": ctx.config_path,
+                                                             "adapters": adapters}, timeout=None)
+        if not run.state or not run.state.is_completed():
+            raise RuntimeError(f"{ctx.infer_deployment} run {run.name} ended {run.state and run.state.name}: "
+                               f"{run.state and run.state.message}")
+        stores, was_cached, where = {a: paths.pred_store(ctx.config, ctx.month, a) for a in adapters}, False, ctx.infer_deployment
+    else:
+        (stores, was_cached), where = infer_local(ctx, adapters), "local"
+    ctx.state["pred_stores"] = stores
+    ctx.logger.info("infer %s: %d/%d adapters predicted (%s)", ctx.month, len(stores), len(adapters), where)
+    return {"status": "done", "cached": was_cached, "ran_on": where, "stores": stores}
+
+
+@flow(name="mosaic-areas")
+def mosaic_areas(config_path: str, month: str, pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """One mosaic task per adapter x area on the flow's dask task runner; done/total logged."""
+    from tasks.mosaic import mosaic_area_task
+
+    logger = get_run_logger()
+    futures = [mosaic_area_task.with_options(name=f"mosaic-{a}-{s}").submit(config_path, month, a, s) for a, s in pairs]
+    out = []
+    for done, fut in enumerate(as_completed(futures), start=1):
+        out.append(fut.result())
+        logger.info("mosaic %s: %d/%d adapter x area", month, done, len(futures))
+    return out
+
+
+def mosaic_step(ctx: StageContext) -> dict[str, Any]:
+    """COGs for every adapter x (borough, city) on dask, then the STAC catalog update.
+
+    Each mosaic task skips itself when its outputs' input key matches (the stage's own check).
+    """
+    from nyceo.mosaic.stage import area_slugs
+    from tasks.mosaic import mosaic_catalog_task
+
+    adapters = sorted(ctx.state.get("pred_stores") or ctx.config.infer.adapters)
+    pairs = [(a, s) for a in adapters for s in area_slugs(ctx.config)]
+    outs = mosaic_areas.with_options(task_runner=dask_task_runner(ctx.config.dask))(ctx.config_path, ctx.month, pairs)
+    catalog = mosaic_catalog_task(ctx.config_path, ctx.month, adapters)
+    skipped = sum(o.get("skipped") == "True" for o in outs)
+    return {"status": "done", "cached": skipped == len(outs), "areas": len(outs), "up_to_date": skipped,
+            "files": sorted(o["class"] for o in outs if "class" in o), "catalog": catalog}
