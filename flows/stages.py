@@ -190,8 +190,21 @@ def mosaic_step(ctx: StageContext) -> dict[str, Any]:
 
     adapters = sorted(ctx.state.get("pred_stores") or ctx.config.infer.adapters)
     pairs = [(a, s) for a in adapters for s in area_slugs(ctx.config)]
-    outs = mosaic_areas.with_options(task_runner=dask_task_runner(ctx.config.dask))(ctx.config_path, ctx.month, pairs)
+    todo = [pair for pair in pairs if not mosaic_up_to_date(ctx.config, ctx.month, *pair)]
+    ctx.logger.info("mosaic %s: %d/%d adapter x area up to date, %d to do", ctx.month,
+                    len(pairs) - len(todo), len(pairs), len(todo))
+    if todo:  # no cluster at all when every output is current
+        mosaic_areas.with_options(task_runner=dask_task_runner(ctx.config.dask))(ctx.config_path, ctx.month, todo)
     catalog = mosaic_catalog_task(ctx.config_path, ctx.month, adapters)
-    skipped = sum(o.get("skipped") == "True" for o in outs)
-    return {"status": "done", "cached": skipped == len(outs), "areas": len(outs), "up_to_date": skipped,
-            "files": sorted(o["class"] for o in outs if "class" in o), "catalog": catalog}
+    return {"status": "done", "cached": not todo, "areas": len(pairs), "up_to_date": len(pairs) - len(todo),
+            "catalog": catalog}
+
+
+def mosaic_up_to_date(config: PipelineConfig, month: str, adapter: str, area: str) -> bool:
+    """The mosaic stage's own check: every file of adapter x area exists and carries the input key."""
+    from nyceo import paths
+    from nyceo.mosaic.predstore import open_pred_store
+    from nyceo.mosaic.stage import input_key, is_up_to_date, output_rels
+
+    store = open_pred_store(paths.pred_store(config, month, adapter), config, adapter)
+    return is_up_to_date(config, output_rels(config, month, adapter, area), input_key(config, store, adapter, area))
