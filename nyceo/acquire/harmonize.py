@@ -42,9 +42,18 @@ def harmonize_s2(dn: np.ndarray, offset_dn: int) -> np.ndarray:
     """uint16 L2A DN (0 = nodata) -> int16 harmonized DN with the offset removed, nodata -32768.
 
     Like the processor's own recipe, values below the offset clip to 0 rather than going negative.
+    Computed in uint16 (saturating subtraction, then capped at 32767), without wider intermediates.
     """
-    dn = dn.astype(np.int32, copy=False)
-    out = np.clip(dn - offset_dn, 0, np.iinfo(np.int16).max).astype(np.int16)
+    dn = np.asarray(dn)
+    if dn.dtype != np.uint16:
+        dn = np.clip(dn, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    if offset_dn > 0:
+        work = np.maximum(dn, np.uint16(offset_dn))
+        work -= np.uint16(offset_dn)
+    else:
+        work = dn.copy()
+    np.minimum(work, np.uint16(np.iinfo(np.int16).max), out=work)
+    out = work.view(np.int16)
     out[dn == 0] = S2_NODATA
     return out
 

@@ -1,23 +1,34 @@
-"""Reading STAC assets onto a block of the chip grid with stackstac.
+"""Reading STAC assets onto a block of the chip grid.
 
 Every read lands directly on the block's exact geotransform (EPSG, resolution, bounds on the
-lattice): no intermediate rasters, no rescaling (``rescale=False``: raw digital numbers), a fill
-value of the array's own dtype. One date at a time is computed (tiles of one date are mosaicked),
-so memory stays at one block of one date per read whatever the area.
+lattice): no intermediate rasters, no rescaling (raw digital numbers), a fill value of the array's
+own dtype. One date at a time is read (tiles of one date are mosaicked, the last item on top, as
+``stackstac.mosaic``), so memory stays at one block of one date per read whatever the area.
+
+Two paths give the same pixels: assets already on the grid's CRS with nesting pixels (Sentinel-2,
+Sentinel-1 RTC in the UTM zone of the lattice) are read natively with rasterio windowed reads and
+resampled in numpy (:mod:`nyceo.acquire.aligned`); everything else (another CRS such as the
+EPSG:4326 DEM or a real chip in EPSG:32632, rotated or non-nesting grids) goes through stackstac
+and GDAL's warper.
 """
 
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import pystac
+import rasterio
 import stackstac
 from rasterio.enums import Resampling
 
+from nyceo.acquire.aligned import read_aligned
 from nyceo.acquire.errors import AssetReadError
+
+GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 256, "VSI_CACHE": True}
 
 Bbox = tuple[float, float, float, float]
 
@@ -61,15 +72,19 @@ def _asset_error(exc: BaseException, items: Sequence[pystac.Item], assets: Seque
         for key in assets:
             asset = item.assets.get(key)
             if asset is not None and asset.href in text:
-                return AssetReadError(
-                    f"scene '{item.id}' asset '{key}' could not be read from {asset.href}: {exc}. "
-                    "The file is missing, truncated or not a GeoTIFF: re-fetch it (for signed URLs "
-                    "re-run: assets are signed per block) or remove the scene from the catalog."
-                )
+                return _named_error(exc, item, key)
     ids = ", ".join(i.id for i in items)
     return AssetReadError(
         f"reading assets {list(assets)} of scene(s) {ids} failed: {exc}. Check that every asset "
         "href is readable (gdalinfo HREF) and re-fetch or remove the broken scene."
+    )
+
+
+def _named_error(exc: BaseException, item: pystac.Item, key: str) -> AssetReadError:
+    return AssetReadError(
+        f"scene '{item.id}' asset '{key}' could not be read from {item.assets[key].href}: {exc}. "
+        "The file is missing, truncated or not a GeoTIFF: re-fetch it (for signed URLs "
+        "re-run: assets are signed per block) or remove the scene from the catalog."
     )
 
 
@@ -84,6 +99,37 @@ def check_assets(items: Sequence[pystac.Item], assets: Sequence[str]) -> None:
             )
 
 
+def _read_one_aligned(item: pystac.Item, key: str, spec: GridSpec, resampling: Resampling,
+                      dtype: np.dtype, fill: np.generic) -> np.ndarray | None:
+    try:
+        with rasterio.Env(**GDAL_ENV), rasterio.open(item.assets[key].href) as src:
+            return read_aligned(src, spec, resampling, dtype, fill)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the scene and asset named
+        raise _named_error(exc, item, key) from exc
+
+
+def _mosaic_last_on_top(layers: list[np.ndarray], fill: np.generic) -> np.ndarray:
+    out = layers[0]
+    for layer in layers[1:]:
+        ok = ~np.isnan(layer) if np.isnan(fill) else layer != fill
+        out = np.where(ok, layer, out)
+    return out
+
+
+def read_date_aligned(items: Sequence[pystac.Item], assets: Sequence[str], spec: GridSpec, *,
+                      resampling: Resampling, dtype: np.dtype, fill: np.generic, threads: int
+                      ) -> np.ndarray | None:
+    """The fast path of :func:`read_date`, or None when an asset is not on the grid's CRS/pixels."""
+    jobs = [(i, a) for a in assets for i in items]
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        layers = list(pool.map(lambda ia: _read_one_aligned(ia[0], ia[1], spec, resampling, dtype, fill),
+                               jobs))
+    if any(layer is None for layer in layers):
+        return None
+    n = len(items)
+    return np.stack([_mosaic_last_on_top(layers[k * n:(k + 1) * n], fill) for k in range(len(assets))])
+
+
 def read_date(
     items: Sequence[pystac.Item],
     assets: Sequence[str],
@@ -93,11 +139,24 @@ def read_date(
     dtype: np.dtype,
     fill_value: int | float,
     threads: int = 2,
+    aligned: bool = True,
 ) -> np.ndarray:
-    """Read ``assets`` of the items of one date onto ``spec``; mosaic them. Returns (band, y, x)."""
+    """Read ``assets`` of the items of one date onto ``spec``; mosaic them. Returns (band, y, x).
+
+    ``aligned=False`` forces the general stackstac path (tests compare the two)."""
     check_assets(items, assets)
     dtype = np.dtype(dtype)
     fill = dtype.type(fill_value)
+    if aligned:
+        try:
+            out = read_date_aligned(items, assets, spec, resampling=resampling, dtype=dtype, fill=fill,
+                                    threads=threads)
+        except AssetReadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised with the scenes and assets named
+            raise _asset_error(exc, items, assets) from exc
+        if out is not None:
+            return out
     try:
         arr = stackstac.stack(
             [stac_dict(i) for i in items], assets=list(assets), epsg=spec.epsg,

@@ -33,6 +33,17 @@ FILLS: dict[str, Any] = {"s2": np.int16(-32768), "s1": np.float32("nan"), "dem":
                          "s2_valid": np.uint8(0), "s1_valid": np.uint8(0)}
 
 
+def compressors(name: str) -> list[Any]:
+    """Per-array codecs, chosen by measurement on the embedded city (benchmarks/acquire_bench.py):
+    int16 S2 and the DEM compress best and fast with byte shuffle + zstd level 1 (Blosc); S1 dB and
+    the flags with plain zstd level 1 (zarr's default, level 3, costs 1.5x the CPU for ~10 %)."""
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    if name in ("s2", "dem"):
+        return [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")]
+    return [ZstdCodec(level=1)]
+
+
 def fingerprint(config: PipelineConfig, month: str, area: AreaGrid) -> dict[str, Any]:
     """Everything that decides the stack's content: grid, catalog, acquire settings, month, area."""
     return {
@@ -117,7 +128,7 @@ def create_store(path: str, config: PipelineConfig, area: AreaGrid, fp: dict[str
     # Flags keep their integer type on reading (0 is a meaning, not a missing value).
     # ``fill_value`` is the Zarr v3 array fill (what unwritten chips read as); ``_FillValue`` the CF mask.
     encoding = {name: {"_FillValue": None if name.endswith("_valid") else FILLS[name],
-                       "fill_value": FILLS[name]} for name in FILLS}
+                       "fill_value": FILLS[name], "compressors": compressors(name)} for name in FILLS}
     ds.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
 
 
