@@ -48,14 +48,14 @@ def local_cluster_kwargs(cfg: DaskConfig) -> dict[str, Any]:
 
 
 @contextmanager
-def dask_client(cfg: DaskConfig) -> Iterator[Client]:
+def dask_client(cfg: DaskConfig, connect_timeout_s: float = 20.0) -> Iterator[Client]:
     """A client of the configured cluster (``scheduler_address``) or of a new local one.
 
     The local cluster lives only inside the ``with`` block; an existing cluster is left running.
     """
     if cfg.scheduler_address:
         try:
-            client = Client(cfg.scheduler_address, timeout="20s")
+            client = Client(cfg.scheduler_address, timeout=f"{connect_timeout_s}s")
         except (OSError, TimeoutError) as exc:
             raise ConnectionError(
                 f"dask scheduler {cfg.scheduler_address} (dask.scheduler_address) is not reachable: "

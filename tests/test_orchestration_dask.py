@@ -30,7 +30,8 @@ def dask_cluster(tmp_path_factory):
     """Scheduler + a CPU worker + a worker advertising GPU=1, all separate processes."""
     port = free_port()
     addr = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # the test module (block_worker) must import on the workers, as pytest imports it here
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     logs = tmp_path_factory.mktemp("dask")
     common = ["--nthreads", "1", "--no-dashboard", "--local-directory", str(logs)]
     procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
@@ -73,7 +74,7 @@ def test_local_cluster_sized_to_machine():
 
 def test_unreachable_scheduler_is_a_clear_error():
     with pytest.raises(ConnectionError, match="dask.scheduler_address"):
-        with dask_client(DaskConfig(scheduler_address=f"tcp://127.0.0.1:{free_port()}")):
+        with dask_client(DaskConfig(scheduler_address=f"tcp://127.0.0.1:{free_port()}"), connect_timeout_s=2):
             pass
 
 
