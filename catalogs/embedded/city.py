@@ -4,6 +4,7 @@ part (DEM tiles, truth rasters). Each ``build_*`` writes COGs into a folder and 
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import numpy as np
 import pystac
 
 from catalogs.embedded import dem as dem_mod
-from catalogs.embedded.landscape import CRS, CityGrid, build_landscape
-from catalogs.embedded.sentinel1 import NODATA as S1_NODATA, render_s1, s1_acquisitions
-from catalogs.embedded.sentinel2 import cloud_cover_pct, render_s2, s2_acquisitions, scene_masks
+from catalogs.embedded.landscape import CRS, CityGrid, Landscape, build_landscape
+from catalogs.embedded.sentinel1 import NODATA as S1_NODATA, S1Acquisition, render_s1, s1_acquisitions
+from catalogs.embedded.sentinel2 import S2Acquisition, cloud_cover_pct, render_s2, s2_acquisitions, scene_masks
 from catalogs.embedded.writer import utm_footprint_lonlat, write_cog
 from catalogs.static import item_from_files
 
@@ -21,6 +22,7 @@ S2_COLLECTION, S1_COLLECTION, DEM_COLLECTION = "sentinel-2-l2a", "sentinel-1-rtc
 TRUTH_COLLECTION = "nyceo-embedded-truth"
 TRUTH_DATETIME = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
 EPSG = int(CRS.split(":")[1])
+WRITE_THREADS = 2   # COGs are written (GDAL releases the GIL) while the next band is rendered
 
 
 @dataclass(frozen=True)
@@ -48,54 +50,72 @@ def _s2_footprint(grid: CityGrid, edge_cols_10m: tuple[float, float] | None) -> 
                                  (grid.maxx_m, grid.maxy_m), (top, grid.maxy_m)], CRS)
 
 
+def _resolve(futures: dict[str, "Future[Path]"]) -> dict[str, Path]:
+    return {key: fut.result() for key, fut in futures.items()}
+
+
 def build_s2_month(out: Path, grid: CityGrid, seed: int, year: int, month: int, all_cloud: bool) -> list[pystac.Item]:
     land = build_landscape(grid, seed)
     items = []
-    for idx, acq in enumerate(s2_acquisitions(year, month)):
-        rng = np.random.default_rng([seed, 2, year, month, idx])
-        masks = scene_masks(grid, acq, rng, all_cloud)
-        folder = out / acq.item_id
-        assets, fields, cover = {}, {}, 0.0
-        for key, arr, res in render_s2(land, acq, masks, rng):
-            assets[key] = write_cog(folder / f"{key}.tif", arr, grid.transform(res), CRS, 0)
-            band = {"nodata": 0, "data_type": "uint16", "spatial_resolution": res}
-            if key == "SCL":
-                cover = cloud_cover_pct(arr)
-                nodata_pct = round(100.0 * float((arr == 0).mean()), 4)
-            else:
-                band.update(scale=0.0001, offset=-0.1 if acq.offset_dn else 0.0)
-            fields[key] = {"gsd": res, "raster:bands": [band], "eo:bands": [{"name": key}]}
-        props = {
-            "platform": acq.platform, "constellation": "Sentinel 2", "instruments": ["msi"],
-            "eo:cloud_cover": cover, "s2:nodata_pixel_percentage": nodata_pct,
-            "s2:processing_baseline": acq.baseline, "s2:mgrs_tile": "18TWL",
-            "s2:product_type": "S2MSI2A", "sat:relative_orbit": acq.relative_orbit,
-            "sat:orbit_state": "descending", "proj:epsg": EPSG,
-        }
-        items.append(item_from_files(acq.item_id, S2_COLLECTION, acq.datetime, assets, props, fields,
-                                     _s2_footprint(grid, masks.edge_cols_10m)))
+    with ThreadPoolExecutor(WRITE_THREADS) as pool:
+        for idx, acq in enumerate(s2_acquisitions(year, month)):
+            items.append(_s2_scene(pool, out, grid, land, seed, (year, month, idx), acq, all_cloud))
     return items
+
+
+def _s2_scene(pool: ThreadPoolExecutor, out: Path, grid: CityGrid, land: Landscape, seed: int,
+              ym_idx: tuple[int, int, int], acq: S2Acquisition, all_cloud: bool) -> pystac.Item:
+    """Render one scene's bands and queue their COG writes; the item once every file is written."""
+    rng = np.random.default_rng([seed, 2, *ym_idx])
+    masks = scene_masks(grid, acq, rng, all_cloud)
+    folder = out / acq.item_id
+    futures, fields, cover = {}, {}, 0.0
+    for key, arr, res in render_s2(land, acq, masks, rng):
+        futures[key] = pool.submit(write_cog, folder / f"{key}.tif", arr, grid.transform(res), CRS, 0, False)
+        band = {"nodata": 0, "data_type": "uint16", "spatial_resolution": res}
+        if key == "SCL":
+            cover = cloud_cover_pct(arr)
+            nodata_pct = round(100.0 * float((arr == 0).mean()), 4)
+        else:
+            band.update(scale=0.0001, offset=-0.1 if acq.offset_dn else 0.0)
+        fields[key] = {"gsd": res, "raster:bands": [band], "eo:bands": [{"name": key}]}
+    props = {
+        "platform": acq.platform, "constellation": "Sentinel 2", "instruments": ["msi"],
+        "eo:cloud_cover": cover, "s2:nodata_pixel_percentage": nodata_pct,
+        "s2:processing_baseline": acq.baseline, "s2:mgrs_tile": "18TWL",
+        "s2:product_type": "S2MSI2A", "sat:relative_orbit": acq.relative_orbit,
+        "sat:orbit_state": "descending", "proj:epsg": EPSG,
+    }
+    return item_from_files(acq.item_id, S2_COLLECTION, acq.datetime, _resolve(futures), props, fields,
+                           _s2_footprint(grid, masks.edge_cols_10m))
 
 
 def build_s1_month(out: Path, grid: CityGrid, seed: int, year: int, month: int, sparse: bool) -> list[pystac.Item]:
     land = build_landscape(grid, seed)
     items = []
-    for idx, acq in enumerate(s1_acquisitions(year, month, sparse)):
-        rng = np.random.default_rng([seed, 3, year, month, idx])
-        assets, fields = {}, {}
-        for key, arr in render_s1(land, acq, rng).items():
-            assets[key] = write_cog(out / acq.item_id / f"{key}.tif", arr, grid.transform(10), CRS, S1_NODATA)
-            fields[key] = {"gsd": 10, "raster:bands": [
-                {"nodata": S1_NODATA, "data_type": "float32", "spatial_resolution": 10, "unit": "linear power"}]}
-        props = {
-            "platform": acq.platform.replace("S1", "SENTINEL-1"), "constellation": "Sentinel-1",
-            "sar:instrument_mode": "IW", "sar:polarizations": ["VV", "VH"], "sar:frequency_band": "C",
-            "sar:product_type": "GRD", "sat:orbit_state": "ascending", "sat:relative_orbit": 33,
-            "sat:absolute_orbit": acq.absolute_orbit, "s1:resolution": "high", "proj:epsg": EPSG,
-        }
-        items.append(item_from_files(acq.item_id, S1_COLLECTION, acq.datetime, assets, props, fields,
-                                     utm_footprint_lonlat(_grid_corners(grid), CRS)))
+    with ThreadPoolExecutor(WRITE_THREADS) as pool:
+        for idx, acq in enumerate(s1_acquisitions(year, month, sparse)):
+            items.append(_s1_scene(pool, out, grid, land, np.random.default_rng([seed, 3, year, month, idx]), acq))
     return items
+
+
+def _s1_scene(pool: ThreadPoolExecutor, out: Path, grid: CityGrid, land: Landscape, rng: np.random.Generator,
+              acq: S1Acquisition) -> pystac.Item:
+    """Render one radar scene and queue its COG writes; the item once both files are written."""
+    futures, fields = {}, {}
+    for key, arr in render_s1(land, acq, rng).items():
+        futures[key] = pool.submit(write_cog, out / acq.item_id / f"{key}.tif", arr, grid.transform(10), CRS,
+                                   S1_NODATA, False)
+        fields[key] = {"gsd": 10, "raster:bands": [
+            {"nodata": S1_NODATA, "data_type": "float32", "spatial_resolution": 10, "unit": "linear power"}]}
+    props = {
+        "platform": acq.platform.replace("S1", "SENTINEL-1"), "constellation": "Sentinel-1",
+        "sar:instrument_mode": "IW", "sar:polarizations": ["VV", "VH"], "sar:frequency_band": "C",
+        "sar:product_type": "GRD", "sat:orbit_state": "ascending", "sat:relative_orbit": 33,
+        "sat:absolute_orbit": acq.absolute_orbit, "s1:resolution": "high", "proj:epsg": EPSG,
+    }
+    return item_from_files(acq.item_id, S1_COLLECTION, acq.datetime, _resolve(futures), props, fields,
+                           utm_footprint_lonlat(_grid_corners(grid), CRS))
 
 
 def build_static(out: Path, grid: CityGrid, seed: int) -> list[pystac.Item]:

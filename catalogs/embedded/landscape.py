@@ -81,13 +81,29 @@ def city_grid(bbox_lonlat: tuple[float, float, float, float] | None = None) -> C
     return CityGrid(float(minx), float(miny), float(maxx), float(maxy))
 
 
+def _lerp_plan(n_out: int, f: float) -> tuple[np.ndarray, np.ndarray]:
+    """Coarse node index left of each fine pixel and the weight of the next node (node k at k·f)."""
+    pos = np.arange(n_out, dtype=np.float64) / f
+    i0 = np.floor(pos).astype(np.int64)
+    return i0, (pos - i0).astype(np.float32)
+
+
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], res_m: float,
                  cell_m: float = NOISE_CELL_M) -> np.ndarray:
-    """Low-frequency noise (≈ N(0, 1)), bilinear between random values on a ``cell_m`` grid."""
+    """Low-frequency noise (≈ N(0, 1)), bilinear between random values on a ``cell_m`` grid.
+
+    Separable float32 interpolation (x on the coarse rows, then y): a few passes over the output."""
     f = cell_m / res_m
     coarse = rng.standard_normal((int(np.ceil(shape[0] / f)) + 2, int(np.ceil(shape[1] / f)) + 2))
-    fine = ndimage.zoom(coarse.astype(np.float32), f, order=1, prefilter=False, grid_mode=False)
-    return fine[: shape[0], : shape[1]]
+    coarse = coarse.astype(np.float32)
+    iy, wy = _lerp_plan(shape[0], f)
+    ix, wx = _lerp_plan(shape[1], f)
+    rows = coarse[: iy[-1] + 2]
+    along_x = rows[:, ix] * (1 - wx)
+    along_x += rows[:, ix + 1] * wx
+    fine = along_x[iy] * (1 - wy)[:, None]
+    fine += along_x[iy + 1] * wy[:, None]
+    return fine
 
 
 def _rasterize(geoms, values, grid: CityGrid, fill: int = 0) -> np.ndarray:
@@ -160,7 +176,10 @@ def build_landscape(grid: CityGrid, seed: int) -> Landscape:
     """The static city for ``seed`` on ``grid`` (cached: every month reuses it)."""
     rng = np.random.default_rng([seed, 1])
     landcover, building = _classes(grid, rng)
-    texture = rng.integers(0, TEXTURE_LEVELS, grid.shape_10m, dtype=np.uint8)
+    # texture varies per 20 m cell (like the radar speckle): realistic, and the 10 m bands compress
+    h, w = grid.shape_10m
+    texture = rng.integers(0, TEXTURE_LEVELS, ((h + 1) // 2, (w + 1) // 2), dtype=np.uint8)
+    texture = np.repeat(np.repeat(texture, 2, axis=0), 2, axis=1)[:h, :w]
     surface = np.where(building, np.uint8(5), landcover)
     code10 = surface * np.uint8(TEXTURE_LEVELS) + texture
     codes = {10: code10, 20: np.ascontiguousarray(subsample(code10, 2)),

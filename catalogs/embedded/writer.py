@@ -29,17 +29,22 @@ from shapely.geometry import Polygon, mapping
 from catalogs.static import json_geometry, write_static_catalog
 
 MARKER = "_COMPLETE.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
-def write_cog(path: Path, array: np.ndarray, transform: Affine, crs: str, nodata: float | None) -> Path:
-    """One single-band COG (ZSTD, tiled 512, overviews) at ``path``; returns ``path``."""
+def write_cog(path: Path, array: np.ndarray, transform: Affine, crs: str, nodata: float | None,
+              overviews: bool = True) -> Path:
+    """One single-band COG (ZSTD level 1, predictor, tiled 512) at ``path``; returns ``path``.
+
+    ``overviews=False`` skips the internal overviews (they cost ~3/4 of the write time and ~1/4 of
+    the bytes of a noisy scene, and acquisition never reads them): used for the monthly scenes;
+    the static DEM and truth rasters keep them for viewers."""
     path.parent.mkdir(parents=True, exist_ok=True)
     predictor = 3 if array.dtype.kind == "f" else 2
     with rasterio.open(
         path, "w", driver="COG", width=array.shape[1], height=array.shape[0], count=1,
         dtype=array.dtype.name, crs=crs, transform=transform, nodata=nodata, compress="ZSTD",
-        level=1, predictor=predictor, blocksize=512, overviews="AUTO", resampling="NEAREST",
+        level=1, predictor=predictor, blocksize=512, overviews="AUTO" if overviews else "NONE", resampling="NEAREST",
         num_threads=2,
     ) as dst:
         dst.write(array, 1)
