@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,17 +99,17 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nyceo-rerun-"))
     emb, home = work / "embedded", work / "prefect-home"
-    clean = make_config(REPO / args.config, work / "clean", emb, args.tiny)
-    killed = make_config(REPO / args.config, work / "killed", emb, args.tiny)
-    run_month(clean, args.month, home)  # warm-up: generates the embedded imagery once, not timed
-    (work / "clean").rename(work / "warm")
-    first = run_month(clean, args.month, home)
-    rerun = run_month(clean, args.month, home)
+    cfg = make_config(REPO / args.config, work / "run", emb, args.tiny)  # one config: output_root is hashed
+    run_month(cfg, args.month, home)  # warm-up: generates the embedded imagery once, not timed
+    shutil.rmtree(work / "run")
+    first = run_month(cfg, args.month, home)
+    rerun = run_month(cfg, args.month, home)
     print(f"first run   {first:8.1f} s")
     print(f"re-run      {rerun:8.1f} s   ratio {rerun / first:6.1%}  (target < 10 %)")
-    n = kill_after_blocks(killed, args.month, home, work / "killed")
-    resumed = run_month(killed, args.month, home)
-    a, b = output_hashes(work / "clean"), output_hashes(work / "killed")
+    (work / "run").rename(work / "clean")
+    n = kill_after_blocks(cfg, args.month, home, work / "run")
+    resumed = run_month(cfg, args.month, home)
+    a, b = output_hashes(work / "clean"), output_hashes(work / "run")
     diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     print(f"killed after {n} block(s); resumed run {resumed:.1f} s")
     print(f"outputs: {len(a)} files uninterrupted, {len(b)} files killed+resumed, {len(diff)} differ")
