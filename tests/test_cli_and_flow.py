@@ -55,7 +55,7 @@ def test_monthly_flow_runs_grid_on_real_prefect(tmp_path, prefect_api):
     from flows.monthly import monthly_run
 
     cfg = write_config(tmp_path, grid={"boroughs": ["Staten Island"]})
-    state = monthly_run(month="2024-07", config_path=str(cfg), return_state=True)
+    state = monthly_run(month="2024-07", config_path=str(cfg), stages=["grid"], return_state=True)
     assert state.is_completed()
     summary = state.result()
     grid = summary["stages"]["grid"]
