@@ -83,6 +83,19 @@ def swap_ratio(cfg, n: int, reps: int) -> tuple[float, float]:
     return three / (3 * single), single / n
 
 
+def swap_cost(cfg, switches: int) -> float:
+    """Seconds per adapter switch alone (LoRA slot + neck/decoder/head), no forward."""
+    from nyceo.model import AdapterRunner
+
+    runner = AdapterRunner(cfg, device="cpu")
+    runner.load(list(NAMES))
+    runner._activate(NAMES[0])
+    t0 = time.perf_counter()
+    for i in range(switches):
+        runner._activate(NAMES[(i + 1) % len(NAMES)])
+    return (time.perf_counter() - t0) / switches
+
+
 def mem_child(mode: str, out: Path, backbone: str) -> None:
     """Runs in a fresh process: load 3 adapters the ``mode`` way, 1 forward each, print peak RSS."""
     import psutil
@@ -157,6 +170,11 @@ def main() -> None:
         ratio, per_chip = swap_ratio(bench_config(args.out, "terramind_v1_tiny"), 4, 4)
         print(f"swap (tiny, 4-chip batches): 3 adapters / (3 x 1 adapter) = {ratio:.3f}   "
               f"(1 adapter: {per_chip * 1e3:.0f} ms/chip through AdapterRunner)")
+        for backbone in ("terramind_v1_tiny", args.mem_backbone):
+            resident = swap_cost(bench_config(args.out, backbone), 300)
+            lean = swap_cost(bench_config(args.out, backbone, heads_resident=False), 6)
+            print(f"one adapter switch on {backbone}: {resident * 1e6:8.1f} us resident, "
+                  f"{lean * 1e3:7.1f} ms with heads_resident=false")
     mem = memory(args.out, args.mem_backbone)
     ref = mem["separate"]["peak_bytes"]
     ref_model = ref - mem["separate"]["baseline_bytes"]
