@@ -67,7 +67,6 @@ def is_offline(infer: InferConfig) -> bool:
 def hub_file(src: Source, filename: str, infer: InferConfig, what: str) -> Path:
     """One file of a hub source from the cache (downloading when online)."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
     repo_path = f"{src.subpath}/{filename}".strip("/") if filename else src.subpath
     offline = is_offline(infer)
@@ -76,7 +75,7 @@ def hub_file(src: Source, filename: str, infer: InferConfig, what: str) -> Path:
             src.location, repo_path, revision=src.revision, cache_dir=infer.hf_cache_dir,
             local_files_only=offline,
         ))
-    except (LocalEntryNotFoundError, OSError) as exc:
+    except Exception as exc:  # not cached offline, or the hub unreachable / file unknown online
         where = "the Hugging Face cache" + (f" ({infer.hf_cache_dir})" if infer.hf_cache_dir else "")
         raise WeightsError(
             f"{what}: file '{repo_path}' of {src.location}@{src.revision} is not in {where}"
@@ -125,20 +124,33 @@ def resolve_base(config: PipelineConfig) -> tuple[Path | None, str]:
     return path, digest
 
 
+def _download(repo: str, path: str, revision: str | None, cache_dir: str | None) -> Path:
+    """hf_hub_download at a pinned revision, with an error that names the file."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, path, revision=revision, cache_dir=cache_dir))
+    except Exception as exc:  # network down, repo/revision/file unknown, disk full ...
+        raise WeightsError(
+            f"could not fetch '{path}' of {repo}@{revision} from the Hugging Face hub: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. `nyceo weights fetch` "
+            "needs network access to huggingface.co; on an offline machine copy a filled HF cache "
+            "(infer.hf_cache_dir) or point the sources at local files."
+        ) from None
+
+
 def fetch_all(config: PipelineConfig) -> dict[str, dict[str, str]]:
     """Download the base checkpoint and every hub adapter at its pinned revision; return hashes.
 
     Returns ``{name: {file: sha256}}`` (``"base"`` for the checkpoint). Hashes are reported, and
     checked where the configuration pins them.
     """
-    from huggingface_hub import hf_hub_download
-
     infer = config.infer
     out: dict[str, dict[str, str]] = {}
     if infer.base_weights.lower() != "none":
         src = parse_source(infer.base_weights, config.run.output_root)
         if src.kind == "hf":
-            hf_hub_download(src.location, src.subpath, revision=src.revision, cache_dir=infer.hf_cache_dir)
+            _download(src.location, src.subpath, src.revision, infer.hf_cache_dir)
         path, _ = resolve_base(config.model_copy(
             update={"infer": infer.model_copy(update={"require_sha256": False})}))
         out["base"] = {Path(src.subpath or src.location).name: sha256_file(path)}
@@ -148,8 +160,7 @@ def fetch_all(config: PipelineConfig) -> dict[str, dict[str, str]]:
             continue
         hashes = {}
         for fname in ADAPTER_FILES:
-            p = Path(hf_hub_download(src.location, f"{src.subpath}/{fname}".strip("/"),
-                                     revision=src.revision, cache_dir=infer.hf_cache_dir))
+            p = _download(src.location, f"{src.subpath}/{fname}".strip("/"), src.revision, infer.hf_cache_dir)
             hashes[fname] = check_sha256(p, ad.sha256.get(fname, ""), False, f"adapter {name}",
                                          f"infer.adapters.{name}.sha256")
         out[name] = hashes
