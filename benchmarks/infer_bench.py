@@ -43,12 +43,19 @@ MONTH = "2024-07"
 ROW0, COL0 = 216, 248  # a multiple of the block size: the engine area is one block
 
 
-def bench_config(src: str, root: Path, backbone: str | None, block: int, overlap: float) -> Path:
-    """A copy of ``src`` writing under ``root``; ``backbone`` swaps every adapter to demo adapters of it."""
+def bench_config(
+    src: str, root: Path, backbone: str | None, block: int, overlap: float, shared_adapters: Path
+) -> Path:
+    """A copy of ``src`` writing under ``root``; ``backbone`` swaps every adapter to demo adapters of it.
+
+    Demo adapter folders ('{output_root}/...') resolve under ``shared_adapters``: made once, by the parent.
+    """
     raw = yaml.safe_load(Path(src).read_text())
     raw.setdefault("run", {})["output_root"] = str(root / "outputs")
     raw.setdefault("grid", {})["block_size_chips"] = block
     raw.setdefault("infer", {})["overlap_fraction"] = overlap
+    for ad in raw.get("infer", {}).get("adapters", {}).values():
+        ad["source"] = ad["source"].replace("{output_root}", str(shared_adapters))
     if backbone:
         raw["infer"]["require_sha256"] = False
         for ad in raw["infer"]["adapters"].values():
@@ -106,24 +113,41 @@ def stage_stack(cfg: PipelineConfig, rows: int, cols: int) -> AreaGrid:
     return area
 
 
-def memory_child(config_path: str, rows: int, cols: int, adapter: str) -> None:
-    """(In a fresh process) stage an area, load the model, infer; print peak RSS as JSON."""
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
+
+
+def memory_child(config_path: str, rows: int, cols: int, adapters: str) -> None:
+    """(In a fresh process) stage an area, load the model, infer; print RSS figures as JSON.
+
+    The peak is reset after loading (``/proc/self/clear_refs``), so ``peak_infer_mb`` is the
+    highest RSS while inferring (model included), not a peak of the loading itself.
+    """
+    import gc
+
     from nyceo.infer.stage import make_runner
 
     cfg = load_config(config_path)
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_root": f"{cfg.run.output_root}/mem{rows}x{cols}"})})
     stage_stack(cfg, rows, cols)
+    names = adapters.split(",")
     runner = make_runner(cfg)
-    runner.load([adapter])
-    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    runner.load(names)
+    gc.collect()
+    loaded = _status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (peak RSS) to the current RSS
     t0 = time.perf_counter()
-    run_infer(cfg, MONTH, [adapter], runner=runner)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "cols": cols, "peak_after_load_mb": loaded, "peak_mb": peak,
+    run_infer(cfg, MONTH, names, runner=runner)
+    print(json.dumps({"rows": rows, "cols": cols, "rss_after_load_mb": loaded, "peak_infer_mb": _status_mb("VmHWM"),
+                      "load_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "seconds": time.perf_counter() - t0}))
 
 
 def measure_memory(config_path: Path, areas: list[tuple[int, int]], adapter: str) -> list[dict]:
+    """One fresh process per area (``adapter`` may be a comma list)."""
     out = []
     for rows, cols in areas:
         res = subprocess.run(
@@ -143,7 +167,7 @@ def main() -> None:
     ap.add_argument("--mem-areas", default="1x2,2x3", help="two areas for the memory comparison")
     ap.add_argument("--mem-block", type=int, default=1, help="block size (chips) of the memory runs")
     ap.add_argument("--raw-batches", type=int, default=3)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: adapters,memory")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: speed,adapters,memory")
     ap.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mem_child:
@@ -154,17 +178,31 @@ def main() -> None:
 
     rows, cols = (int(v) for v in args.area.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="nyceo-infer-bench-"))
-    cfg_path = bench_config(args.config, tmp, args.backbone, block=max(rows, cols), overlap=args.overlap)
-    cfg = load_config(cfg_path)
-    runner = make_runner(cfg)
+    cfg = load_config(bench_config(args.config, tmp, args.backbone, max(rows, cols), args.overlap, tmp / "outputs"))
+    runner = make_runner(cfg)  # writes the demo adapters once, for every part
     names = list(runner.adapter_names)
+    print(f"model: {cfg.infer.adapters[names[0]].backbone}, adapters {names}, device {cfg.infer.device}, "
+          f"batch {cfg.infer.batch_size}, overlap {args.overlap}")
+    if "speed" not in args.skip:
+        speed_part(cfg, runner, names, rows, cols, args)
+    if "memory" not in args.skip:
+        mem_cfg = bench_config(args.config, tmp / "mem", args.backbone, args.mem_block, args.overlap, tmp / "outputs")
+        areas = [tuple(int(v) for v in a.split("x")) for a in args.mem_areas.split(",")]
+        for m in measure_memory(mem_cfg, areas, ",".join(names)):
+            print(f"4. peak RSS while inferring {len(names)} adapters, area {m['rows']}x{m['cols']} chips "
+                  f"(block {args.mem_block}): {m['peak_infer_mb']:.0f} MB (after model load {m['rss_after_load_mb']:.0f} MB, "
+                  f"+{m['peak_infer_mb'] - m['rss_after_load_mb']:.0f} MB; loading peaked at {m['load_peak_mb']:.0f} MB; "
+                  f"{m['seconds']:.1f} s)")
+    print(f"(scratch: {tmp})")
+
+
+def speed_part(cfg: PipelineConfig, runner, names: list[str], rows: int, cols: int, args: argparse.Namespace) -> None:
+    """Parts 1-3: raw forward, engine on a staged store, all adapters vs each alone."""
     t0 = time.perf_counter()
     runner.load(names)
-    print(f"model: {cfg.infer.adapters[names[0]].backbone}, adapters {names}, device {cfg.infer.device}, "
-          f"batch {cfg.infer.batch_size}, overlap {args.overlap}; load {time.perf_counter() - t0:.1f} s")
+    print(f"   load {time.perf_counter() - t0:.1f} s")
     area = stage_stack(cfg, rows, cols)
     n_win = len(WindowPlan.for_area(area, args.overlap).all_windows())
-
     raw = raw_forward(runner, names[0], cfg, args.raw_batches)
     single = {a: timed_infer(cfg, [a], runner) for a in names}
     eng = [v / n_win for v in single[names[0]]]
@@ -178,13 +216,6 @@ def main() -> None:
             ref = sum(v[k] for v in single.values())
             print(f"3. {len(names)} adapters in one run {both[k]:.1f} {unit}-s vs sum of single runs {ref:.1f} "
                   f"({', '.join(f'{a} {v[k]:.1f}' for a, v in single.items())}): ratio {both[k] / ref:.2f} (target <= 1.0)")
-    if "memory" not in args.skip:
-        mem_cfg = bench_config(args.config, tmp / "mem", args.backbone, block=args.mem_block, overlap=args.overlap)
-        areas = [tuple(int(v) for v in a.split("x")) for a in args.mem_areas.split(",")]
-        for m in measure_memory(mem_cfg, areas, names[0]):
-            print(f"4. peak RSS, area {m['rows']}x{m['cols']} chips (block {args.mem_block}): "
-                  f"{m['peak_mb']:.0f} MB (after model load {m['peak_after_load_mb']:.0f} MB; {m['seconds']:.1f} s)")
-    print(f"(scratch: {tmp})")
 
 
 if __name__ == "__main__":
