@@ -124,35 +124,33 @@ def _work_dtype(data: np.ndarray, ys: AxisPlan, xs: AxisPlan) -> type:
     return np.float32 if sixteenths and data.dtype.itemsize <= 2 and data.dtype.kind in "iu" else np.float64
 
 
-def _interp(v: np.ndarray, ys: AxisPlan, xs: AxisPlan, work: type, bias: float = 0.0) -> np.ndarray:
-    """Separable bilinear weighting of ``v`` (x first, on the coarse rows), plus ``bias``."""
+def _interp(v: np.ndarray, ys: AxisPlan, xs: AxisPlan, work: type) -> np.ndarray:
+    """Separable bilinear weighting of ``v`` (x first, on the coarse rows)."""
     wx0, wx1 = (1.0 - xs.frac).astype(work), xs.frac.astype(work)
     along_x = v[:, xs.i0] * wx0
     along_x += v[:, xs.i0 + 1] * wx1
     out = along_x[ys.i0]
     out *= (1.0 - ys.frac).astype(work)[:, None]
-    if bias:
-        out += work(bias)
     out += along_x[ys.i0 + 1] * ys.frac.astype(work)[:, None]
     return out
 
 
 def _bilinear(data: np.ndarray, valid: np.ndarray, ys: AxisPlan, xs: AxisPlan, dtype: np.dtype
               ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Normalized bilinear on the target grid as ``dtype`` and its validity (None: all valid)."""
+    """Normalized bilinear on the target grid as ``dtype`` and its validity (None: all valid).
+
+    A pixel whose 4 neighbours are all valid gets the same arithmetic whatever the rest of the
+    window holds (no division by a weight sum of 1), so results do not depend on the block layout."""
     if not (ys.frac.any() or xs.frac.any()):    # target centres on source centres: a copy
         sel = _take(ys, xs)
         return data[sel].astype(dtype, copy=False), None if valid.all() else valid[sel]
     work = _work_dtype(data, ys, xs)
-    integer = dtype.kind in "iu"
     if valid.all():
-        # a convex combination stays in range: rounding half up is +0.5 then truncation
-        num = _interp(data.astype(work), ys, xs, work, 0.5 if integer else 0.0)
-        return num.astype(dtype), None
+        return _cast(_interp(data.astype(work), ys, xs, work), dtype), None
     num = _interp(np.where(valid, data, 0).astype(work), ys, xs, work)
     den = _interp(valid.astype(work), ys, xs, work)
     ok = den >= 1e-5
-    np.divide(num, den, out=num, where=ok)
+    np.divide(num, den, out=num, where=ok & (np.abs(den - 1) > 1e-6))
     return _cast(num, dtype), ok
 
 
@@ -161,7 +159,7 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind in "iu" and values.dtype.kind == "f":
         info = np.iinfo(dtype)
         values += 0.5
-        np.floor(values, out=values)
+        np.floor(values, out=values)   # (in place: the values array is ours)
         np.clip(values, info.min, info.max, out=values)
     return values.astype(dtype)
 

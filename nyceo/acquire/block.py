@@ -157,17 +157,32 @@ def select_block(config: PipelineConfig, job: BlockJob, catalog: SceneCatalog, s
             "s1_signed": _signed(catalog, s1_groups, s1.dates), "dem": [catalog.sign(i) for i in dem]}
 
 
+def chip_runs(chips: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """(row, first col, n) for each run of consecutive selected chips along a row (sorted)."""
+    runs: list[tuple[int, int, int]] = []
+    for row, col in sorted(chips):
+        if runs and runs[-1][0] == row and runs[-1][1] + runs[-1][2] == col:
+            runs[-1] = (row, runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((row, col, 1))
+    return runs
+
+
 def _write(store: str, job: BlockJob, spec_bounds: tuple[float, float, float, float],
            arrays: dict[str, np.ndarray], res: float) -> None:
+    """Write the selected chips: one write per run of consecutive chips (zarr encodes its chunks
+    concurrently), arrays opened once; unselected chips between runs are never touched."""
     group = zarr.open_group(store, mode="r+")
+    targets = {name: group[name] for name in arrays}
     minx, _, _, maxy = spec_bounds
-    for row, col in job.chips:
+    size = job.area.lattice.chip_size_px
+    for row, col, n in chip_runs(job.chips):
         cminx, _, _, cmaxy = job.area.lattice.chip_bounds(row, col)
         y0, x0 = round((maxy - cmaxy) / res), round((cminx - minx) / res)
-        size = job.area.lattice.chip_size_px
-        local = (slice(y0, y0 + size), slice(x0, x0 + size))
-        write_chip(group, job.area.chip_slices(row, col),
-                   {k: v[(Ellipsis, *local)] for k, v in arrays.items()})
+        local = (slice(y0, y0 + size), slice(x0, x0 + n * size))
+        ys, xs = job.area.chip_slices(row, col)
+        region = (ys, slice(xs.start, xs.start + n * size))
+        write_chip(targets, region, {k: v[(Ellipsis, *local)] for k, v in arrays.items()})
 
 
 def run_block(config: PipelineConfig, job: BlockJob, catalog: SceneCatalog, store: str) -> dict[str, Any]:

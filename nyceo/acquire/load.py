@@ -127,7 +127,11 @@ def read_date_aligned(items: Sequence[pystac.Item], assets: Sequence[str], spec:
     if any(layer is None for layer in layers):
         return None
     n = len(items)
-    return np.stack([_mosaic_last_on_top(layers[k * n:(k + 1) * n], fill) for k in range(len(assets))])
+    out = np.empty((len(assets), *spec.shape), dtype=dtype)
+    for k in range(len(assets)):
+        out[k] = _mosaic_last_on_top(layers[k * n:(k + 1) * n], fill)
+        layers[k * n:(k + 1) * n] = [None] * n   # free each band once placed
+    return out
 
 
 def read_date(

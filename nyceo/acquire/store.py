@@ -133,7 +133,8 @@ def create_store(path: str, config: PipelineConfig, area: AreaGrid, fp: dict[str
 
 
 def write_chip(path_or_group: Any, slices: tuple[slice, slice], arrays: dict[str, np.ndarray]) -> None:
-    """Write one chip's arrays (each ending in (y, x)) into their chunk."""
+    """Write arrays (each ending in (y, x)) into the region ``slices`` (one chip, or a run of chips
+    aligned to chunks). ``path_or_group``: a store path, a zarr group, or a dict of opened arrays."""
     group = zarr.open_group(path_or_group, mode="r+") if isinstance(path_or_group, str) else path_or_group
     ys, xs = slices
     for name, data in arrays.items():
