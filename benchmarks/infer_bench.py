@@ -44,7 +44,8 @@ ROW0, COL0 = 216, 248  # a multiple of the block size: the engine area is one bl
 
 
 def bench_config(
-    src: str, root: Path, backbone: str | None, block: int, overlap: float, shared_adapters: Path
+    src: str, root: Path, backbone: str | None, block: int, overlap: float, shared_adapters: Path,
+    batch: int | None = None,
 ) -> Path:
     """A copy of ``src`` writing under ``root``; ``backbone`` swaps every adapter to demo adapters of it.
 
@@ -54,6 +55,8 @@ def bench_config(
     raw.setdefault("run", {})["output_root"] = str(root / "outputs")
     raw.setdefault("grid", {})["block_size_chips"] = block
     raw.setdefault("infer", {})["overlap_fraction"] = overlap
+    if batch:
+        raw["infer"]["batch_size"] = batch
     for ad in raw.get("infer", {}).get("adapters", {}).values():
         ad["source"] = ad["source"].replace("{output_root}", str(shared_adapters))
     if backbone:
@@ -142,7 +145,7 @@ def memory_child(config_path: str, rows: int, cols: int, adapters: str) -> None:
     t0 = time.perf_counter()
     run_infer(cfg, MONTH, names, runner=runner)
     print(json.dumps({"rows": rows, "cols": cols, "rss_after_load_mb": loaded, "peak_infer_mb": _status_mb("VmHWM"),
-                      "load_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "lifetime_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "seconds": time.perf_counter() - t0}))
 
 
@@ -164,8 +167,9 @@ def main() -> None:
     ap.add_argument("--backbone", default=None, help="e.g. terramind_v1_base (demo adapters of that size)")
     ap.add_argument("--overlap", type=float, default=0.5)
     ap.add_argument("--area", default="2x2", help="engine area in chips, ROWSxCOLS (one block)")
-    ap.add_argument("--mem-areas", default="1x2,2x3", help="two areas for the memory comparison")
+    ap.add_argument("--mem-areas", default="1x2,2x2", help="two areas for the memory comparison")
     ap.add_argument("--mem-block", type=int, default=1, help="block size (chips) of the memory runs")
+    ap.add_argument("--mem-batch", type=int, default=2, help="batch size of the memory runs (full batches in both areas)")
     ap.add_argument("--raw-batches", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: speed,adapters,memory")
     ap.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
@@ -186,12 +190,13 @@ def main() -> None:
     if "speed" not in args.skip:
         speed_part(cfg, runner, names, rows, cols, args)
     if "memory" not in args.skip:
-        mem_cfg = bench_config(args.config, tmp / "mem", args.backbone, args.mem_block, args.overlap, tmp / "outputs")
+        mem_cfg = bench_config(args.config, tmp / "mem", args.backbone, args.mem_block, args.overlap, tmp / "outputs",
+                               batch=args.mem_batch)
         areas = [tuple(int(v) for v in a.split("x")) for a in args.mem_areas.split(",")]
         for m in measure_memory(mem_cfg, areas, ",".join(names)):
             print(f"4. peak RSS while inferring {len(names)} adapters, area {m['rows']}x{m['cols']} chips "
                   f"(block {args.mem_block}): {m['peak_infer_mb']:.0f} MB (after model load {m['rss_after_load_mb']:.0f} MB, "
-                  f"+{m['peak_infer_mb'] - m['rss_after_load_mb']:.0f} MB; loading peaked at {m['load_peak_mb']:.0f} MB; "
+                  f"+{m['peak_infer_mb'] - m['rss_after_load_mb']:.0f} MB; process lifetime peak {m['lifetime_peak_mb']:.0f} MB; "
                   f"{m['seconds']:.1f} s)")
     print(f"(scratch: {tmp})")
 
