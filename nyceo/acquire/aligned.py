@@ -155,12 +155,16 @@ def _bilinear(data: np.ndarray, valid: np.ndarray, ys: AxisPlan, xs: AxisPlan, d
 
 
 def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """GDAL's conversion: integers rounded half up and clamped, floats cast."""
+    """GDAL's conversion: integers rounded half up and clamped, floats cast (in place: ours).
+
+    ``values`` are convex combinations of ``dtype`` values: for unsigned types they are in range
+    and non-negative, so +0.5 then truncation is the rounding (two passes fewer)."""
     if dtype.kind in "iu" and values.dtype.kind == "f":
-        info = np.iinfo(dtype)
         values += 0.5
-        np.floor(values, out=values)   # (in place: the values array is ours)
-        np.clip(values, info.min, info.max, out=values)
+        if dtype.kind == "i":
+            info = np.iinfo(dtype)
+            np.floor(values, out=values)
+            np.clip(values, info.min, info.max, out=values)
     return values.astype(dtype)
 
 
