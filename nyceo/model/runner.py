@@ -116,9 +116,17 @@ class AdapterRunner:
                          for k, v in getattr(model, part).state_dict().items()}
         head_expected |= {f"head.{k}": tuple(v.shape) for k, v in new_head(model, len(ad.classes)).state_dict().items()}
         check_state(files, "decoder_head.safetensors", files.head_shapes, head_expected)
-        if self.infer.heads_resident or not variant.heads:
+        if not variant.heads:  # first adapter: it takes over the built model's own neck and decoder
+            parts = nn.ModuleDict({"neck": model.neck, "decoder": model.decoder,
+                                   "head": new_head(model, len(ad.classes))})
+            copy_head_from_file(parts, files.paths["decoder_head.safetensors"])
+            variant.heads[name] = parts
+            attach_head_modules(model, parts)
+            set_lora_slot(model, name)
+            variant.active = name
+        elif self.infer.heads_resident:
             parts = new_head_modules(model, len(ad.classes))
-            parts.load_state_dict(files.head_tensors(), strict=True)
+            copy_head_from_file(parts, files.paths["decoder_head.safetensors"])
             variant.heads[name] = parts.to(self.device).eval()
         else:  # only the active adapter's neck/decoder/head stay in memory (see _load_head_in_place)
             variant.heads[name] = None
@@ -141,8 +149,6 @@ class AdapterRunner:
     def _load_head_in_place(self, variant: _Variant, name: str) -> None:
         """heads_resident=false: copy the adapter's (already checked) neck/decoder/head tensors from
         its safetensors file into the one resident set, tensor by tensor (no second copy in memory)."""
-        from safetensors import safe_open
-
         model = variant.model
         current = next(n for n, h in variant.heads.items() if h is not None)
         parts = variant.heads.pop(current)
@@ -150,10 +156,7 @@ class AdapterRunner:
         k = len(self._adapter_config(name).classes)
         if parts["head"].head[-1].out_channels != k:
             parts["head"] = new_head(model, k).to(self.device)
-        target = parts.state_dict(keep_vars=True)
-        with torch.no_grad(), safe_open(str(self._files[name].paths["decoder_head.safetensors"]), "pt") as f:
-            for key in f.keys():
-                target[key].copy_(f.get_tensor(key))
+        copy_head_from_file(parts, self._files[name].paths["decoder_head.safetensors"])
         variant.heads[name] = parts
         attach_head_modules(model, parts)
 
@@ -230,6 +233,17 @@ class AdapterRunner:
             "tta_flips": self.infer.tta_flips, "sdpa_patched_modules": variant.sdpa_patched,
             "tim_seed": self.infer.tim_seed if is_tim(ad.backbone) else None,
         }
+
+
+def copy_head_from_file(parts: nn.ModuleDict, path) -> None:
+    """Copy neck/decoder/head tensors (names already checked) from safetensors ``path`` into ``parts``,
+    one tensor at a time, so the file is never held in memory whole."""
+    from safetensors import safe_open
+
+    target = parts.state_dict(keep_vars=True)
+    with torch.no_grad(), safe_open(str(path), "pt") as f:
+        for key in f.keys():
+            target[key].copy_(f.get_tensor(key))
 
 
 def check_inputs(inputs: dict[str, np.ndarray], channels: dict[str, int], timesteps: int) -> None:
