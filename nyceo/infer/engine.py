@@ -11,9 +11,10 @@ Windows are added in global raster order, so a pixel's value does not depend on 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,10 @@ from nyceo.infer.blend import BlendAccumulator, quantize, taper_2d
 from nyceo.infer.inputs import assemble_batch, pixels_with_s2, window_has_data
 from nyceo.infer.store import StackBlock
 from nyceo.infer.windows import Window, WindowPlan
+
+T = TypeVar("T")
+R = TypeVar("R")
+_END = object()
 
 
 @runtime_checkable
@@ -86,6 +91,24 @@ def _batches(items: list[Window], size: int) -> Iterator[list[Window]]:
         yield items[i : i + size]
 
 
+def prefetched(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """``fn(item)`` for each item in order, the next one computed in a background thread.
+
+    Overlaps reading / input assembly (numpy and zarr release the GIL) with the model forward; at
+    most two results are alive at once.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nyceo-infer-prefetch") as pool:
+        pending = iter(items)
+        first = next(pending, _END)
+        future = pool.submit(fn, first) if first is not _END else None
+        while future is not None:
+            result = future.result()
+            nxt = next(pending, _END)
+            future = pool.submit(fn, nxt) if nxt is not _END else None
+            yield result
+            del result
+
+
 def predict_block(
     runner: Predictor,
     adapters: list[str],
@@ -105,9 +128,14 @@ def predict_block(
     n_classes = {a: len(runner.classes(a)) for a in adapters}
     accs = {a: BlendAccumulator(n_classes[a], spec.box, weights) for a in adapters}
     ry0, _, rx0, _ = spec.read_box
-    for i, batch in enumerate(_batches(windows, cfg.batch_size)):
+    batches = list(_batches(windows, cfg.batch_size))
+
+    def assemble(batch: list[Window]) -> dict[str, np.ndarray]:
+        local = [(oy - ry0, ox - rx0) for oy, ox in map(plan.local_origin, batch)]
+        return assemble_batch(data, local, size, cfg.fill_fallback)
+
+    for i, (batch, inputs) in enumerate(zip(batches, prefetched(assemble, batches))):
         origins = [plan.local_origin(w) for w in batch]
-        inputs = assemble_batch(data, [(oy - ry0, ox - rx0) for oy, ox in origins], size, cfg.fill_fallback)
         for adapter in adapters if i % 2 == 0 else adapters[::-1]:
             probs = np.asarray(runner.predict_proba(adapter, inputs), dtype=np.float32)
             if probs.shape != (len(batch), n_classes[adapter], size, size):

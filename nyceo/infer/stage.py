@@ -14,15 +14,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from nyceo import paths
 from nyceo.config import PipelineConfig
 from nyceo.grid import Lattice
-from nyceo.infer.engine import BlockSpec, Predictor, block_windows, plan_blocks, predict_block
+from nyceo.infer.engine import BlockSpec, Predictor, block_windows, plan_blocks, predict_block, prefetched
 from nyceo.infer.store import (
     StackBlock,
     StackStore,
@@ -105,23 +103,6 @@ def _open_targets(
     return targets
 
 
-def _prefetched_reads(stack: StackStore, specs: list[BlockSpec]) -> Iterator[StackBlock]:
-    """Block reads in order, the next one read in a background thread while the current is computed.
-
-    At most two blocks' inputs are held at once, whatever the area.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nyceo-infer-read") as pool:
-        pending = iter(specs)
-        first = next(pending, None)
-        future = pool.submit(stack.read, first.read_box) if first is not None else None
-        while future is not None:
-            data = future.result()
-            nxt = next(pending, None)
-            future = pool.submit(stack.read, nxt.read_box) if nxt is not None else None
-            yield data
-            del data
-
-
 def _run_block(
     data: StackBlock, plan: WindowPlan, spec: BlockSpec, todo: list[_Target], runner: Predictor,
     config: PipelineConfig,
@@ -162,7 +143,7 @@ def run_infer(
         specs = [s for s in specs if s.block_id in set(block_ids)]
     t0, n_windows = time.perf_counter(), 0
     work = [(spec, [t for t in targets if not block_done(t.path, spec.block_id, t.key)]) for spec in specs]
-    reads = _prefetched_reads(stack, [spec for spec, todo in work if todo])
+    reads = prefetched(lambda spec: stack.read(spec.read_box), [spec for spec, todo in work if todo])
     try:
         for i, (spec, todo) in enumerate(work):
             if todo:
