@@ -158,7 +158,7 @@ def _remove_tree(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _template(area: AreaGrid, classes: list[str], crs: str):
+def _template(area: AreaGrid, classes: list[str], crs: str) -> Any:  # xarray.Dataset (lazy import)
     import dask.array as da
     import rioxarray  # noqa: F401  (registers .rio)
     import xarray as xr
