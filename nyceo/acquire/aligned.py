@@ -14,7 +14,8 @@ numpy the way GDAL's warper does for these cases:
 * target pixels whose centre falls outside the raster, or in an invalid source pixel, are nodata.
 
 Anything else (another CRS, rotation, pixels that do not nest, bilinear downsampling, which GDAL
-does with a wider kernel) returns ``None`` and the caller uses the general stackstac/GDAL path.
+does with a wider kernel, an internal mask or alpha band) returns ``None`` and the caller uses the
+general stackstac/GDAL path.
 Results equal GDAL's bit for bit where the weights are binary fractions (10 -> 10 m, 20 -> 10 m,
 nearest); for 60 -> 10 m (weights in twelfths) a value exactly half-way between two integers may
 round the other way (1 DN, about 1 % of B01/B09 pixels): GDAL's own choice there depends on the
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.windows import Window
 
 if TYPE_CHECKING:
@@ -172,6 +173,9 @@ def read_aligned(src: rasterio.io.DatasetReader, spec: "GridSpec", resampling: R
                  dtype: np.dtype, fill: np.generic) -> np.ndarray | None:
     """``src`` band 1 on ``spec``'s grid, or None when the fast path does not apply."""
     if src.crs is None or src.crs.to_epsg() != spec.epsg or src.count < 1:
+        return None
+    flags = src.mask_flag_enums[0]
+    if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:   # GDAL would honour that mask
         return None
     t = src.transform
     if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0 or abs(t.a + t.e) > EPS * t.a:
