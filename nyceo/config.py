@@ -214,6 +214,15 @@ class InferConfig(_Strict):
     )
     tta_flips: bool = Field(False, description="Flip test-time augmentation (4 flips of y/x, averaged).")
     # --- tiled engine (nyceo/infer) ---
+    block_size_chips: int | None = Field(
+        None, gt=0, description="Inference block edge in chips (None = grid.block_size_chips). Memory of the "
+        "engine ~ 2 x (block + 2)^2 chips of stack (~7 MB per chip); windows straddling block borders run "
+        "in both blocks ((2B+1)^2 / (2B)^2 at 50 % overlap: +13 % compute at B=8, +27 % at B=4).",
+    )
+    prefetch_blocks: bool = Field(
+        True, description="Read the next block in a background thread while the current one is computed "
+        "(doubles the stack memory held; turn off to save memory).",
+    )
     blend_taper: Literal["hann", "triangular", "box"] = Field(
         "hann", description="Window weight for blending overlaps (hann: seamless; box: plain mean, seams)."
     )

@@ -23,6 +23,8 @@ ROW0, COL0 = 217, 251  # lower Manhattan on the lattice
 
 def make_config(tmp_path: Path, **infer: object) -> PipelineConfig:
     block = infer.pop("block_size_chips", 8)
+    if "infer_block" in infer:  # the infer-specific override of the grid's block size
+        infer["block_size_chips"], block = infer.pop("infer_block"), 8
     return PipelineConfig.model_validate(
         {"run": {"output_root": str(tmp_path / "outputs")}, "grid": {"block_size_chips": block},
          "infer": {"overlap_fraction": 0.5, "batch_size": 4, **infer}}
@@ -117,7 +119,9 @@ def test_block_by_block_equals_whole(tmp_path: Path, overlap: float) -> None:
     preds = []
     make_stack(make_config(tmp_path), 3, 4, valid=valid)
     for block in (1, 2, 8):  # 12 blocks of 1 chip, 4 uneven blocks, the whole area at once
-        cfg = make_config(tmp_path, overlap_fraction=overlap, block_size_chips=block)
+        # the infer-specific block size (and no read prefetch) for one case, the grid's for the others
+        extra = {"infer_block": 1, "prefetch_blocks": False} if block == 1 else {}
+        cfg = make_config(tmp_path, overlap_fraction=overlap, block_size_chips=block, **extra)
         preds.append(read_pred(run_infer(cfg, MONTH, ["lulc"], runner=BandStandIn(n_classes=3))["lulc"]))
     for other in preds[:2]:
         for layer in ("class_map", "probability", "confidence"):

@@ -135,7 +135,7 @@ def run_infer(
     names = resolve_adapters(config, runner, adapters)
     targets = _open_targets(config, month, stack, runner, names)
     plan = WindowPlan.for_area(stack.area, config.infer.overlap_fraction)
-    specs = plan_blocks(stack.area, config.grid.block_size_chips)
+    specs = plan_blocks(stack.area, config.infer.block_size_chips or config.grid.block_size_chips)
     if block_ids is not None:
         unknown = sorted(set(block_ids) - {s.block_id for s in specs})
         if unknown:
@@ -143,7 +143,9 @@ def run_infer(
         specs = [s for s in specs if s.block_id in set(block_ids)]
     t0, n_windows = time.perf_counter(), 0
     work = [(spec, [t for t in targets if not block_done(t.path, spec.block_id, t.key)]) for spec in specs]
-    reads = prefetched(lambda spec: stack.read(spec.read_box), [spec for spec, todo in work if todo])
+    to_read = [spec for spec, todo in work if todo]
+    read = lambda spec: stack.read(spec.read_box)  # noqa: E731
+    reads = prefetched(read, to_read) if config.infer.prefetch_blocks else map(read, to_read)
     try:
         for i, (spec, todo) in enumerate(work):
             if todo:
@@ -153,5 +155,6 @@ def run_infer(
                 "done" if todo else "already done, skipped", i + 1, len(specs), n_windows, time.perf_counter() - t0,
             )
     finally:
-        reads.close()
+        if hasattr(reads, "close"):
+            reads.close()
     return {t.adapter: t.path for t in targets}
