@@ -139,7 +139,10 @@ def acquire_block(config: PipelineConfig, month: str, block_id: str,
     if block_id not in plan["blocks"]:
         raise AcquireError(f"block {block_id} is not in the plan of {store}; blocks: {sorted(plan['blocks'])[:8]}")
     record = run_block(config, make_job(plan, block_id, config), catalog or default_catalog(config), store)
-    st.write_side_json(store, record, "blocks", f"{block_id}.json")
+    # The persisted record is a pure function of the inputs (byte-identical on a re-run); the
+    # wall time is telemetry and is only returned.
+    persisted = {k: v for k, v in record.items() if k != "elapsed_s"}
+    st.write_side_json(store, persisted, "blocks", f"{block_id}.json")
     return {**record, "resumed": False}
 
 
