@@ -206,6 +206,9 @@ class InferConfig(_Strict):
         "bfloat16", description="Autocast dtype on GPU (CPU runs float32 unless cpu_amp is true)."
     )
     cpu_amp: bool = Field(False, description="Also autocast to amp_dtype on CPU.")
+    cpu_threads: int | None = Field(
+        None, gt=0, description="torch intra-op threads on CPU (None = every core available to the process)."
+    )
     sdpa: bool = Field(True, description="Compute unfused attention modules with scaled_dot_product_attention.")
     heads_resident: bool = Field(
         True, description="Hold every adapter's neck/decoder/head in memory (fastest swaps). False keeps "

@@ -244,3 +244,24 @@ def test_device_selection():
     assert select_device("cuda:1", yes, no) == torch.device("cuda", 1)
     with pytest.raises(RuntimeError, match="'cuda' is not available"):
         select_device("cuda", no, no)
+
+
+def test_cpu_runner_restores_intra_op_threads_after_dask(demo):
+    """dask's LocalCluster writes OMP_NUM_THREADS=1 into the parent process; the runner must not
+    inherit one thread (it halved CPU inference in the monthly flow)."""
+    from distributed import LocalCluster
+
+    from nyceo.model.runner import cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None):
+            pass
+        torch.set_num_threads(1)  # what a fresh OpenMP pool reads from OMP_NUM_THREADS=1
+        M.AdapterRunner(demo[1], device="cpu")
+        assert torch.get_num_threads() == cpu_threads(None) >= 1
+        path, _ = demo
+        M.AdapterRunner(load_config(path, {"infer.cpu_threads": 1}), device="cpu")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -10,6 +10,7 @@ base + Σ adapters, not Σ (base + adapter).
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -53,6 +54,17 @@ class _Variant:
     sdpa_patched: int = 0
 
 
+def cpu_threads(configured: int | None) -> int:
+    """Intra-op threads for CPU inference: the configured number, else every core this process may use.
+
+    Set explicitly because dask's LocalCluster writes OMP_NUM_THREADS=1 into the parent process's
+    environment, which would otherwise leave torch on one thread for the rest of the flow.
+    """
+    if configured:
+        return configured
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class AdapterRunner:
     """Run any configured adapter; see the ``nyceo.model`` docstring for the contract."""
 
@@ -65,6 +77,8 @@ class AdapterRunner:
         self._variants: dict[str, _Variant] = {}
         self._files: dict[str, AdapterFiles] = {}
         self._base: tuple[object, str] | None = None
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_threads(self.infer.cpu_threads))
 
     # ---- registry -------------------------------------------------------------------------
     @property
