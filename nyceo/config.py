@@ -199,6 +199,11 @@ class InferConfig(_Strict):
     )
     random_base_seed: int = Field(0, description="Seed of the random base when base_weights is 'none'.")
     tim_seed: int = Field(0, description="Seed of TiM token generation (reset before every forward).")
+    tim_temperature: float = Field(
+        1.0, ge=0, description="TiM token sampling temperature (TerraMind default 1.0; 0 = argmax, "
+        "deterministic and ~2x cheaper on CPU than top-p sampling)."
+    )
+    tim_top_p: float = Field(0.8, ge=0, le=1, description="TiM top-p sampling threshold (TerraMind default 0.8; 0 = off).")
     overlap_fraction: float = Field(0.5, ge=0, lt=1, description="Window overlap (0.5 = stride 112 px).")
     batch_size: int = Field(8, gt=0, description="Windows per forward pass.")
     device: str = Field("auto", description="auto (CUDA/ROCm, then MPS, then CPU), cpu, cuda, cuda:N or mps.")

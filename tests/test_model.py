@@ -265,3 +265,25 @@ def test_cpu_runner_restores_intra_op_threads_after_dask(demo):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_tim_sampling_is_configured_and_recorded(demo):
+    """tim_temperature 0 makes TiM generation argmax: the output no longer depends on tim_seed,
+    while default top-p sampling does; the setting reaches the TiM module and the provenance."""
+    path, _ = demo
+    x = chip_inputs(seed=5)
+
+    def run(**over):
+        cfg = load_config(path, {f"infer.{k}": v for k, v in over.items()})
+        r = M.AdapterRunner(cfg, device="cpu")
+        return r.predict_proba("tim_nyc", x), r
+
+    greedy_a, r = run(tim_temperature=0.0, tim_seed=1)
+    greedy_b, _ = run(tim_temperature=0.0, tim_seed=2)
+    np.testing.assert_array_equal(greedy_a, greedy_b)
+    assert r.provenance("tim_nyc")["tim_sampling"] == {"temperature": 0.0, "top_p": 0.8}
+    tims = [m for m in r._variants["terramind_v1_tiny_tim"].model.modules() if hasattr(m, "tim_temps")]
+    assert tims and all(m.tim_temps == 0.0 for m in tims)
+    sampled_a, _ = run(tim_seed=1)
+    sampled_b, _ = run(tim_seed=2)
+    assert np.abs(sampled_a - sampled_b).max() > 1e-4

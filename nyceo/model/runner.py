@@ -54,6 +54,18 @@ class _Variant:
     sdpa_patched: int = 0
 
 
+def set_tim_sampling(model: nn.Module, temperature: float, top_p: float) -> int:
+    """Set the TiM generation sampling of every TerraMindTiM module in ``model``; return how many."""
+    n = 0
+    for module in model.modules():
+        if hasattr(module, "tim_temps") and hasattr(module, "tim_top_p"):
+            module.tim_temps, module.tim_top_p = float(temperature), float(top_p)
+            n += 1
+    if n == 0:
+        raise RuntimeError("no TerraMind TiM module found to configure; is the backbone a *_tim variant?")
+    return n
+
+
 def cpu_threads(configured: int | None) -> int:
     """Intra-op threads for CPU inference: the configured number, else every core this process may use.
 
@@ -108,6 +120,8 @@ class AdapterRunner:
                                 seed=self.infer.random_base_seed)
             if path is not None:
                 load_base(model, backbone, path)
+            if is_tim(backbone):
+                set_tim_sampling(model, self.infer.tim_temperature, self.infer.tim_top_p)
             patched = use_sdpa(model) if self.infer.sdpa else 0
             self._variants[backbone] = _Variant(model.to(self.device), sdpa_patched=patched)
         return self._variants[backbone]
@@ -246,6 +260,8 @@ class AdapterRunner:
             "device": str(self.device), "dtype": str(self.amp_dtype).removeprefix("torch."),
             "tta_flips": self.infer.tta_flips, "sdpa_patched_modules": variant.sdpa_patched,
             "tim_seed": self.infer.tim_seed if is_tim(ad.backbone) else None,
+            "tim_sampling": ({"temperature": self.infer.tim_temperature, "top_p": self.infer.tim_top_p}
+                             if is_tim(ad.backbone) else None),
         }
 
 
