@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from nyceo.model.weights import ADAPTER_FILES, Source, WeightsError, check_sha25
 LORA_KEY_RE = re.compile(r"^(?P<layer>.+)\.lora_(?P<ab>[AB])\.(?P<slot>[^.]+)\.weight$")
 HEAD_CLASS_TENSOR = "head.head.2.weight"
 REQUIRED_LORA = {"r", "lora_alpha", "target_modules"}
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+              "U8": torch.uint8, "BOOL": torch.bool}
 
 
 class AdapterError(WeightsError):
@@ -150,3 +154,35 @@ def check_state(files: AdapterFiles, which: str, given: dict[str, tuple[int, ...
                 f"adapter {files.name}: tensor '{prefix}{key}' in {path} has shape {tuple(shape)}, "
                 f"the model expects {tuple(expected[key])}; check infer.adapters.{files.name}.backbone"
             )
+
+
+def read_safetensors_into(path: Path, targets: dict[str, torch.Tensor], what: str = "adapter") -> None:
+    """Fill ``targets`` (name -> tensor, names already checked) from safetensors ``path`` in place.
+
+    Plain ``readinto`` straight into each CPU tensor's memory: unlike ``safe_open`` (which maps the
+    file, so every page read stays in the process's RSS until it is closed) nothing but the targets
+    becomes resident. A dtype mismatch or a non-CPU target goes through a one-tensor staging buffer.
+    """
+    with open(path, "rb") as fh:
+        (n_header,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n_header))
+        start = 8 + n_header
+        with torch.no_grad():
+            for key, target in targets.items():
+                meta = header.get(key)
+                dtype = _ST_DTYPES.get(meta["dtype"]) if meta else None
+                if dtype is None:
+                    raise AdapterError(f"{what}: tensor '{key}' missing or of unsupported dtype in {path}; "
+                                       "fetch the file again")
+                begin, end = meta["data_offsets"]
+                direct = target.device.type == "cpu" and target.dtype == dtype and target.is_contiguous()
+                buf = target.detach() if direct else torch.empty(target.shape, dtype=dtype)
+                raw = buf.reshape(-1).view(torch.uint8)
+                if end - begin != raw.numel():
+                    raise AdapterError(f"{what}: tensor '{key}' in {path} holds {end - begin} bytes, "
+                                       f"expected {raw.numel()}; the file is corrupt, fetch it again")
+                fh.seek(start + begin)
+                if fh.readinto(memoryview(raw.numpy())) != raw.numel():
+                    raise AdapterError(f"{what}: {path} ends inside tensor '{key}'; fetch the file again")
+                if not direct:
+                    target.copy_(buf)

@@ -3,7 +3,8 @@
 ``build_model`` makes terratorch's EncoderDecoderFactory model (temporal TerraMind encoder,
 SelectIndices -> ReshapeTokensToImage -> LearnedInterpolateToPyramidal neck, UNet decoder,
 segmentation head); ``load_base`` fills the encoder from a checkpoint with
-``torch.load(weights_only=True)`` (tensors only, never pickled code); ``inject_lora`` adds a
+``torch.load(weights_only=True, mmap=True)`` (tensors only, never pickled code; the encoder takes the
+mapped tensors, no second copy); ``inject_lora`` adds a
 named LoRA slot on the encoder blocks' ``attn.qkv`` / ``attn.proj``.
 """
 
@@ -74,13 +75,7 @@ def load_base(model: nn.Module, backbone: str, path: Path) -> None:
         checkpoint_filter_fn, checkpoint_filter_fn_tim,
     )
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a pickle with code, or not a checkpoint at all
-        raise WeightsError(
-            f"base checkpoint {path} cannot be read as tensors only (torch.load weights_only=True): "
-            f"{exc}. Use the published TerraMind_v1_*.pt file."
-        ) from None
+    state = _read_checkpoint(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     enc = inner_encoder(model)
@@ -95,11 +90,44 @@ def load_base(model: nn.Module, backbone: str, path: Path) -> None:
     logging.getLogger("terratorch").disabled = True
     try:
         filt = checkpoint_filter_fn_tim if is_tim(backbone) else checkpoint_filter_fn
-        enc.load_state_dict(filt(state, enc), strict=True)
+        own = enc.state_dict()
+        state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in filt(state, enc).items()}
+        del own
+        # assign: the encoder takes the (memory-mapped) checkpoint tensors themselves, so the
+        # randomly initialised ones are freed instead of being overwritten by a second copy
+        enc.load_state_dict(state, strict=True, assign=True)
     except ValueError as exc:
         raise WeightsError(f"base checkpoint {path} does not fit {backbone}: {exc}") from None
     finally:
         logging.getLogger("terratorch").disabled = False
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """``torch.load(weights_only=True)``, memory-mapped when the file is in the zip format."""
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:  # legacy (non-zip) torch.save files cannot be mapped
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickle with code, or not a checkpoint at all
+        raise WeightsError(
+            f"base checkpoint {path} cannot be read as tensors only (torch.load weights_only=True): "
+            f"{exc}. Use the published TerraMind_v1_*.pt file."
+        ) from None
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``; no-op elsewhere)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def inject_lora(model: nn.Module, lora_config: dict[str, Any], slot: str) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -20,9 +21,12 @@ import torch
 from torch import nn
 
 from nyceo.config import PipelineConfig
-from nyceo.model.adapters import AdapterError, AdapterFiles, check_state, load_adapter_files, lora_state_for_slot
+from nyceo.model.adapters import (
+    AdapterError, AdapterFiles, check_state, load_adapter_files, lora_state_for_slot, read_safetensors_into,
+)
 from nyceo.model.build import (
-    attach_head_modules, build_model, inject_lora, is_tim, load_base, new_head, new_head_modules, set_lora_slot,
+    attach_head_modules, build_model, inject_lora, is_tim, load_base, new_head, new_head_modules, release_memory,
+    set_lora_slot,
 )
 from nyceo.model.sdpa import use_sdpa
 from nyceo.model.weights import resolve_base
@@ -161,6 +165,7 @@ class AdapterRunner:
         model.to(self.device).eval()  # new LoRA modules are created on CPU in training mode
         files.lora = {}  # the tensors live in the model now
         self._files[name] = files
+        release_memory()  # loading temporaries: back to the OS before the next adapter or forward
         return variant
 
     def _activate(self, name: str) -> _Variant:
@@ -267,13 +272,8 @@ class AdapterRunner:
 
 def copy_head_from_file(parts: nn.ModuleDict, path) -> None:
     """Copy neck/decoder/head tensors (names already checked) from safetensors ``path`` into ``parts``,
-    one tensor at a time, so the file is never held in memory whole."""
-    from safetensors import safe_open
-
-    target = parts.state_dict(keep_vars=True)
-    with torch.no_grad(), safe_open(str(path), "pt") as f:
-        for key in f.keys():
-            target[key].copy_(f.get_tensor(key))
+    read straight into each tensor (no mapping of the file: its pages never join the RSS)."""
+    read_safetensors_into(Path(path), parts.state_dict(keep_vars=True), f"adapter file {Path(path).name}")
 
 
 def check_inputs(inputs: dict[str, np.ndarray], channels: dict[str, int], timesteps: int) -> None:
