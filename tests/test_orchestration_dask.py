@@ -1,8 +1,9 @@
 """An existing dask cluster: `dask scheduler` + two `dask worker` processes on loopback (real CLI).
 
 The workers are started the way a user starts them for Prefect work: with ``PREFECT_API_URL`` (here
-the test session's temporary Prefect API) in their environment, so the Prefect task runs that
-prefect-dask ships to them report to the same API as the flow.
+the test session's Prefect API, which the flow uses too) in their environment. prefect-dask also
+ships the flow's settings with each task; the workers' own URL is what counts when the flow has none
+(a flow on a temporary server), see ``flows.stages.dask_task_runner``.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def test_acquire_stage_runs_on_existing_cluster(dask_cluster, tmp_path):
     ran = [r for r in stream if r.get("status") == "OK" and r["key"].startswith("acquire_block_task-")]
     assert len(ran) == 4, f"expected the 4 acquisition blocks on the external scheduler, saw {stream}"
     assert {r["worker"] for r in ran} <= set(workers)  # ...executed by its two worker processes
-    # the workers' Prefect task runs reported to the flow's API (PREFECT_API_URL in their environment)
+    # the workers' Prefect task runs reported to the flow's API, not to temporary servers of their own
     plan = json.loads((Path(acq["store"]).parent / "acquire" / "plan.json").read_text())
     assert blocks_reported(t0) == sorted(plan["blocks"])
     config = load_config(cfg)
