@@ -16,7 +16,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL ?= INFO
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test bench clean stac-server-env
+.PHONY: install demo test clean stac-server-env
 install: $(STAMP)
 
 $(STAMP): requirements.lock constraints.txt pyproject.toml
