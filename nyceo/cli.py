@@ -26,6 +26,12 @@ def load_or_exit(path: Path) -> PipelineConfig:
         raise typer.Exit(2) from None
 
 
+def split_names(csv: str | None) -> list[str] | None:
+    """'a, b' -> ['a', 'b']; None or empty -> None (meaning: all)."""
+    names = [n.strip() for n in (csv or "").split(",") if n.strip()]
+    return names or None
+
+
 @config_app.command("show")
 def config_show(config: Path = ConfigOpt) -> None:
     """Print the resolved configuration (defaults filled in) and its hash."""
@@ -101,7 +107,7 @@ def infer_cmd(
 
     cfg = load_or_exit(config)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    names = [a.strip() for a in adapters.split(",") if a.strip()] if adapters else None
+    names = split_names(adapters)
     try:
         out = run_infer(cfg, month, names)
     except (StackStoreError, ValueError, KeyError) as exc:
@@ -123,7 +129,7 @@ def mosaic_cmd(
     from nyceo.mosaic.stage import mosaic_month
 
     cfg = load_or_exit(config)
-    names = [a.strip() for a in adapters.split(",") if a.strip()] if adapters else None
+    names = split_names(adapters)
     try:
         results = mosaic_month(cfg, month, names)
         catalog = update_catalog(cfg, month, names)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import geopandas as gpd
 
 from nyceo import paths
 from nyceo.boundaries import load_boroughs
 from nyceo.config import PipelineConfig
 from nyceo.grid import build_grid
-from nyceo.io import atomic_local_path, is_remote, upload_file_atomic
+from nyceo.io import upload_file_atomic
 
 
 def make_grid(config: PipelineConfig) -> gpd.GeoDataFrame:
@@ -20,15 +23,11 @@ def write_grid(config: PipelineConfig) -> str:
     """Build the chip index and write it to ``paths.grid_index``; return the path."""
     chips = make_grid(config)
     dest = paths.grid_index(config)
-    meta = {"config_hash": config.config_hash(), "grid": config.grid.model_dump_json()}
-    if is_remote(dest):
-        with atomic_local_path("/tmp/nyceo-grid/chips.parquet") as tmp:
-            chips.to_parquet(tmp, schema_version="1.1.0", compression="zstd")
-            upload_file_atomic(tmp, dest)
-    else:
-        with atomic_local_path(dest) as tmp:
-            chips.attrs.update(meta)
-            chips.to_parquet(tmp, schema_version="1.1.0", compression="zstd")
+    chips.attrs.update({"config_hash": config.config_hash(), "grid": config.grid.model_dump_json()})
+    with tempfile.TemporaryDirectory(prefix="nyceo-grid-") as work:
+        tmp = Path(work) / "chips.parquet"
+        chips.to_parquet(tmp, schema_version="1.1.0", compression="zstd")
+        upload_file_atomic(tmp, dest)  # local: temp + rename; URL: upload then move
     return dest
 
 

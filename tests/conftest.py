@@ -40,3 +40,12 @@ def write_config(tmp_path: Path, base: str = "configs/demo.yaml", **sections: di
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for the real servers the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

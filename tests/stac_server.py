@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,16 +18,11 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import pystac
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 STAC_VENV = REPO / ".venv-stac"
 STAC_PYTHON = STAC_VENV / "bin" / "python"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_parquet(items: Iterable[pystac.Item], folder: Path) -> Path:
@@ -52,7 +46,7 @@ def write_parquet(items: Iterable[pystac.Item], folder: Path) -> Path:
 def serve_items(items: Iterable[pystac.Item], folder: Path, timeout_s: float = 60.0) -> Iterator[str]:
     """Serve ``items`` from a real STAC API; yields its root URL."""
     parquet = write_parquet(items, folder)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "STAC_FASTAPI_GEOPARQUET_HREF": str(parquet), "HOME": os.environ.get("HOME", "/root")}
     log = open(folder / "uvicorn.log", "w")
     proc = subprocess.Popen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import socket
 from pathlib import Path
 
 import pystac
@@ -15,6 +14,7 @@ from rio_cogeo.cogeo import cog_validate
 from nyceo.mosaic import layout
 from nyceo.mosaic.stac import update_catalog
 from nyceo.mosaic.stage import mosaic_area, mosaic_month
+from tests.conftest import free_port
 from tests.test_mosaic_helpers import BUILDINGS, LULC, make_config, write_pred_store
 
 
@@ -75,17 +75,11 @@ def test_item_properties_and_extensions(catalog):
     assert [c["name"] for c in lulc.assets["class"].extra_fields["classification:classes"]][:5] == LULC["classes"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def s3(monkeypatch):
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -121,7 +115,6 @@ def test_outputs_to_s3_are_uploaded_atomically_skipped_and_catalogued(tmp_path, 
     for asset in item.assets.values():
         assert fs.exists(posixpath.normpath(f"nyceo-out/prod/{posixpath.dirname(item_rel)}/{asset.href}")), asset.href
     assert not [k for k in fs.find("nyceo-out") if k.endswith(".tmp")]
-
 
 
 def test_cli_mosaic_writes_cogs_and_catalog(tmp_path):

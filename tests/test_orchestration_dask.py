@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,10 @@ from distributed import Client
 from benchmarks.rerun_bench import TINY
 from nyceo.cluster import dask_client, local_cluster_kwargs, map_blocks, workers_with_resource
 from nyceo.config import DaskConfig
-from tests.conftest import write_config
+from tests.conftest import free_port, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 DASK = str(Path(sys.executable).parent / "dask")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
