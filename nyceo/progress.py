@@ -33,12 +33,21 @@ def acquire_progress(config: PipelineConfig, month: str) -> dict[str, Any]:
 
 
 def infer_progress(config: PipelineConfig, month: str) -> dict[str, Any]:
-    """Inference blocks recorded over all adapters / (blocks x adapters) of the acquisition plan."""
-    from nyceo.infer.store import marker_dir
+    """Inference blocks recorded over all adapters / (inference blocks x adapters).
+
+    Inference plans its own blocks (``infer.block_size_chips``) over the stack's whole area, so the
+    total comes from the same planner, not from the acquisition plan."""
+    from nyceo.grid import Lattice
+    from nyceo.infer.engine import plan_blocks
+    from nyceo.infer.store import StackStore, StackStoreError, marker_dir
 
     adapters = list(config.infer.adapters)
-    acq = acquire_progress(config, month)
-    total = acq["total"] * len(adapters) if acq["total"] else None
+    try:
+        area = StackStore(paths.stack_store(config, month), Lattice.from_config(config.grid)).area
+        size = config.infer.block_size_chips or config.grid.block_size_chips
+        total: int | None = len(plan_blocks(area, size)) * len(adapters)
+    except (StackStoreError, FileNotFoundError):
+        total = None  # no stack yet: inference has not started
     done = sum(_count(join(marker_dir(paths.pred_store(config, month, a)), "*.json")) for a in adapters)
     return {"done": done, "total": total}
 

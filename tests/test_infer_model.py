@@ -50,6 +50,9 @@ def test_cli_then_task_with_real_runner(tmp_path: Path, prefect_api: None) -> No
     lulc = zarr.open_group(paths.pred_store(cfg, MONTH, "lulc_nyc"), mode="r")["probability"][:]
     tim = zarr.open_group(paths.pred_store(cfg, MONTH, "tim_nyc"), mode="r")["probability"][:]
     assert not np.array_equal(lulc, tim)  # adapters really differ (swapped, not the same weights)
+    from nyceo.progress import infer_progress
+
+    assert infer_progress(cfg, MONTH) == {"done": 3, "total": 3}  # 1 inference block x 3 adapters
 
     from prefect import flow
 
