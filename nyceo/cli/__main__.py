@@ -1,0 +1,5 @@
+"""``python -m nyceo.cli``."""
+
+from nyceo.cli import app
+
+app()

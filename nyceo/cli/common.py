@@ -1,0 +1,36 @@
+"""What every command module shares: the Typer app, the config option, config loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from nyceo.config import ConfigError, PipelineConfig, load_config
+
+app = typer.Typer(help="City-wide New York maps from Sentinel-1/2 and TerraMind.", no_args_is_help=True)
+
+ConfigOpt = typer.Option(Path("configs/demo.yaml"), "--config", "-c", help="Configuration YAML file.")
+
+
+def load_or_exit(path: Path) -> PipelineConfig:
+    """Load a configuration, or print the error and exit with status 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def split_names(csv: str | None) -> list[str] | None:
+    """'a, b' -> ['a', 'b']; None or empty -> None (meaning: all)."""
+    names = [n.strip() for n in (csv or "").split(",") if n.strip()]
+    return names or None
+
+
+
+
+def nullcontext():
+    from contextlib import nullcontext as _nc
+
+    return _nc()
