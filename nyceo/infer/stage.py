@@ -35,7 +35,7 @@ from nyceo.infer.store import (
     write_layers,
 )
 from nyceo.infer.windows import WindowPlan, stride_px
-from nyceo.keys import pred_key
+from nyceo.keys import pred_key, runner_pred_key
 from nyceo.provenance import base_provenance
 
 log = logging.getLogger("nyceo.infer")
@@ -94,11 +94,12 @@ def _open_targets(config: PipelineConfig, month: str, stack: StackStore, stack_k
     plan = config.infer
     targets = []
     for adapter in adapters:
-        key = pred_key(stack_key, config, adapter, adapter_hashes(config, adapter))
+        model_prov = runner.provenance(adapter)
+        key = (pred_key(stack_key, config, adapter, adapter_hashes(config, adapter)) if adapter in config.infer.adapters
+               else runner_pred_key(stack_key, config, adapter, model_prov))
         final = paths.pred_store(config, month, adapter)
         if versioned.published_key(final) == key:
             continue  # already published with this key: nothing to do
-        model_prov = runner.provenance(adapter)
         prov = base_provenance(
             config, "infer", month=month, adapter=adapter, model=model_prov, stack=stack.provenance,
             inputs_key=key, stack_key=stack_key,
