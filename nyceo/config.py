@@ -308,6 +308,78 @@ class RunConfig(_Strict):
     )
 
 
+class PolygonLayerConfig(_Strict):
+    """A user polygon layer for zonal figures (sewersheds, drainage areas, districts): any CRS."""
+
+    name: str = Field(description="Short layer name used in output file names (e.g. sewersheds).")
+    path: str = Field(description="GeoParquet, GeoPackage, Shapefile or GeoJSON file (relative paths: from the "
+                      "working directory; '{output_root}' is replaced by run.output_root).")
+    id_column: str = Field(description="Column with a unique id per polygon.")
+    name_column: str | None = Field(None, description="Column with a readable name (None = the id).")
+    category_column: str | None = Field(
+        None, description="Column splitting the stormwater feed (e.g. sewer type: combined / separate)."
+    )
+    layer: str | None = Field(None, description="Layer inside a multi-layer file (GeoPackage); None = the first.")
+
+
+class HazardLayerConfig(_Strict):
+    """A hazard polygon layer for exposure overlays (flood zones, inundation extents, heat areas): any CRS."""
+
+    name: str = Field(description="Short hazard name used in outputs (e.g. fema_100yr).")
+    path: str = Field(description="Vector file, as PolygonLayerConfig.path.")
+    zone_column: str = Field(description="Attribute naming the zone of each polygon (e.g. FLD_ZONE).")
+    layer: str | None = Field(None, description="Layer inside a multi-layer file; None = the first.")
+    label: str = Field("", description="What the layer is, shown in the report (say so when illustrative).")
+
+
+class PopulationLayerConfig(_Strict):
+    """Polygons with a population count (e.g. census tracts), allocated to zones by area share."""
+
+    path: str = Field(description="Vector file, as PolygonLayerConfig.path.")
+    count_column: str = Field(description="Column with the people count of each polygon.")
+    layer: str | None = Field(None, description="Layer inside a multi-layer file; None = the first.")
+
+
+class ZonalConfig(_Strict):
+    """Zonal figures per borough, NTA and user polygon layer; heat-island, stormwater and exposure feeds."""
+
+    adapters: list[str] = Field(default_factory=list, description="Adapters summarised (empty = every adapter).")
+    boroughs: bool = Field(True, description="Figures per borough (DCP 24C boundaries).")
+    ntas: bool = Field(True, description="Figures per 2020 Neighborhood Tabulation Area (all 262).")
+    layers: list[PolygonLayerConfig] = Field(default_factory=list, description="User polygon layers.")
+    impervious_classes: list[str] = Field(
+        default_factory=lambda: ["developed"], description="Classes counted as impervious / developed."
+    )
+    vegetation_classes: list[str] = Field(
+        default_factory=lambda: ["forest", "herbaceous"], description="Classes counted as vegetation."
+    )
+    building_class: str = Field("building", description="Class whose area is building area (buildings adapters).")
+    feed_cell_m: float = Field(
+        100.0, gt=0, description="Cell of the heat-island grid in metres: a multiple of grid.resolution_m. Cells "
+        "nest 10 x 10 pixels and are aligned to the lattice origin (2240 m chips are not a multiple of 100 m, "
+        "so chip borders may cross a cell).",
+    )
+    ndvi: bool = Field(True, description="Median NDVI of the month's clear S2 observations (model-independent).")
+    hazards: list[HazardLayerConfig] = Field(default_factory=list, description="Hazard layers for exposure.")
+    population: PopulationLayerConfig | None = Field(None, description="Optional population layer for exposure.")
+    invalid_geometry: Literal["repair", "refuse"] = Field(
+        "repair", description="Invalid polygons: repair with make_valid (ids reported) or refuse the layer."
+    )
+    ci_level: float = Field(0.95, gt=0, lt=1, description="Confidence level of share intervals (needs evaluation).")
+    coverage_cache: str | None = Field(
+        None, description="Folder of cached coverage fractions (None = <output_root>/zonal_cache)."
+    )
+
+
+class ReportConfig(_Strict):
+    """The monthly run report (HTML + Markdown)."""
+
+    title: str = Field("New York City land cover", description="Report title.")
+    max_table_rows: int = Field(300, gt=0, description="Rows shown per table in the report (files keep all).")
+    history_months: int = Field(24, ge=0, description="Earlier months read for the time-series charts.")
+    embed_images: bool = Field(False, description="Embed images as data URIs (one file) instead of beside it.")
+
+
 class PipelineConfig(_Strict):
     """The whole configuration."""
 
@@ -318,6 +390,8 @@ class PipelineConfig(_Strict):
     infer: InferConfig = Field(default_factory=InferConfig)
     mosaic: MosaicConfig = Field(default_factory=MosaicConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    zonal: ZonalConfig = Field(default_factory=ZonalConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the resolved configuration (provenance, cache keys)."""

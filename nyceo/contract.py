@@ -37,6 +37,8 @@ STAGE_MODULES: dict[str, str] = {
     "acquire": "nyceo.acquire.contract",
     "infer": "nyceo.infer.contract",
     "mosaic": "nyceo.mosaic.contract",
+    "zonal": "nyceo.zonal.contract",
+    "report": "nyceo.report.contract",
 }
 
 

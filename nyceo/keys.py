@@ -22,6 +22,8 @@ CODE_VERSIONS: dict[str, str] = {
     "acquire": "1",
     "infer": "2",  # 2: TiM tokens seeded per window (not per batch)
     "mosaic": "1",
+    "zonal": "1",
+    "report": "1",
 }
 
 
