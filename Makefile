@@ -16,7 +16,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL ?= INFO
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test clean stac-server-env
+.PHONY: install demo test clean stac-server-env browser
 install: $(STAMP)
 
 $(STAMP): requirements.lock constraints.txt pyproject.toml
@@ -48,7 +48,12 @@ $(STAC_STAMP): Makefile
 demo: install
 	$(BIN)/nyceo run --month $(MONTH) -c $(CONFIG)
 
-test: install stac-server-env
+# The report test opens the HTML in a real headless browser: Debian's chromium package.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (report test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install stac-server-env browser
 	$(BIN)/python -m pytest
 
 clean:

@@ -1,0 +1,1 @@
+"""The monthly run report (HTML + Markdown): pictures first, then the zonal tables. Stage: ``report``."""

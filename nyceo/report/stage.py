@@ -1,0 +1,143 @@
+"""The report stage: ``<output_root>/<YYYY-MM>/report/index.html`` + ``report.md`` + ``img/``.
+
+Key: digest of the keys (or sha256) of everything it shows — the zonal key of the month and of the
+earlier months in its time series, the prediction keys, the quicklooks, change and evaluation files —
+the report settings and the code version. Built in ``report@<key16>`` and published (pointer +
+symlink) when complete, like every versioned output. Self-contained: images beside the HTML in
+``img/`` (or embedded as data URIs with ``report.embed_images``), no network, no script.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from nyceo import __version__, paths, versioned
+from nyceo.config import PipelineConfig
+from nyceo.contract import Status
+from nyceo.io import join, sha256_file, write_bytes_atomic, write_json_atomic
+from nyceo.keys import CODE_VERSIONS, digest
+from nyceo.provenance import base_provenance, created_utc
+from nyceo.report.content import Content, gather, table_of
+from nyceo.zonal.outputs import read_table, zonal_dir
+from nyceo.zonal.stage import published_preds, zonal_adapters
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+MANIFEST = "report.json"
+
+
+def report_dir(config: PipelineConfig, month: str) -> str:
+    return join(paths.month_dir(config, month), "report")
+
+
+def _file_inputs(config: PipelineConfig, month: str) -> dict[str, str]:
+    """sha256 of the optional picture / evaluation inputs present now (quicklooks, change, eval)."""
+    from nyceo.mosaic import layout
+
+    found: dict[str, str] = {}
+    month_dir = Path(paths.month_dir(config, month))
+    candidates = [Path(layout.out_path(config, layout.quicklook_rel(month, a, "nyc"))) for a in zonal_adapters(config)]
+    for sub in ("change", "eval"):
+        if (month_dir / sub).is_dir():
+            candidates += [p for p in (month_dir / sub).rglob("*") if p.suffix in (".png", ".json", ".csv")]
+    for p in candidates:
+        if p.is_file():
+            found[str(p.relative_to(month_dir) if p.is_relative_to(month_dir) else p.name)] = sha256_file(p)
+    return found
+
+
+def inputs_key(config: PipelineConfig, month: str) -> str | None:
+    """None while the month's zonal tables are not published (the report needs at least those)."""
+    from nyceo.contract import shift_month
+
+    zkey = versioned.published_key(zonal_dir(config, month))
+    if zkey is None:
+        return None
+    history = {m: k for back in range(1, config.report.history_months + 1)
+               if (k := versioned.published_key(zonal_dir(config, m := shift_month(month, -back))))}
+    return digest({"stage": "report", "code": CODE_VERSIONS.get("report", "1"), "zonal": zkey, "history": history,
+                   "preds": {a: k for a, (_, k) in published_preds(config, month).items()},
+                   "files": _file_inputs(config, month), "settings": config.report.model_dump(mode="json"),
+                   "zonal_settings": {"hazards": [h.model_dump(mode="json") for h in config.zonal.hazards]}})
+
+
+def status(config: PipelineConfig, month: str) -> Status:
+    key = inputs_key(config, month)
+    published = versioned.published_key(report_dir(config, month))
+    if key is None:
+        return Status("blocked", reason="zonal tables of this month are not published (run zonal)", published_key=published)
+    if published == key:
+        return Status("current", key=key, published_key=published)
+    return Status("stale" if published else "missing", key=key, published_key=published)
+
+
+def outputs(config: PipelineConfig, month: str) -> dict[str, str]:
+    d = report_dir(config, month)
+    return {"html": join(d, "index.html"), "markdown": join(d, "report.md"), "manifest": join(d, MANIFEST)}
+
+
+def _embed(content: Content, build: Path) -> None:
+    for sec in content.sections:
+        for fig in sec.figures:
+            data = (build / fig.src).read_bytes()
+            fig.src = "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def render(config: PipelineConfig, month: str, key: str, content: Content) -> tuple[str, str]:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    untrained = any(a.demo_seed is not None for a in config.infer.adapters.values())
+    ctx = {"title": config.report.title, "month": month, "adapters": zonal_adapters(config), "key": key,
+           "config_hash": config.config_hash(), "software": f"nyceo {__version__}", "created": created_utc(),
+           "sections": content.sections, "tables": content.tables, "notes": content.notes,
+           "zonal_dir": f"{month}/zonal/", "untrained": untrained}
+    html = env.get_template("report.html.j2").render(**ctx)
+    md_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=False, trim_blocks=True)
+    return html, md_env.get_template("report.md.j2").render(**ctx)
+
+
+def run(config: PipelineConfig, month: str) -> dict[str, Any]:
+    """Build and publish the month's report (skipped when current; needs the zonal tables)."""
+    st = status(config, month)
+    final = report_dir(config, month)
+    if st.state == "current":
+        return {"status": "current", "key": st.key, "html": join(final, "index.html")}
+    if st.state == "blocked":
+        return {"status": "skipped", "reason": st.reason}
+    build = Path(versioned.version_path(final, st.key))
+    build.mkdir(parents=True, exist_ok=True)
+    content = gather(config, month, build)
+    if config.report.embed_images:
+        _embed(content, build)
+    html, md = render(config, month, st.key, content)
+    write_bytes_atomic(str(build / "report.md"), md.encode())
+    write_bytes_atomic(str(build / "index.html"), html.encode())
+    write_json_atomic(str(build / MANIFEST), {"key": st.key, "inputs": content.inputs, "notes": content.notes,
+                                              "provenance": base_provenance(config, "report", month=month, inputs_key=st.key)})
+    versioned.publish(final, st.key, companions=())
+    return {"status": "done", "key": st.key, "html": join(final, "index.html"), "notes": content.notes}
+
+
+def artifacts(config: PipelineConfig, month: str) -> dict[str, Any]:
+    """What the flow should publish as Prefect artifacts (the lead calls create_markdown_artifact /
+    create_table_artifact with these): ``markdown`` (headline + link), ``tables`` {key: rows}."""
+    link = join(report_dir(config, month), "index.html")
+    lines = [f"# {config.report.title} — {month}", "", f"Report: [{link}]({Path(link).absolute().as_uri() if '://' not in link else link})", ""]
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for adapter in zonal_adapters(config):
+        t = read_table(config, month, f"{adapter}/borough.csv")
+        if t is None:
+            continue
+        ad = config.infer.adapters[adapter]
+        tab = table_of(adapter, t, ["zone_name", "mapped_km2", *[f"{k}_km2" for k in ad.classes], "impervious_share",
+                                    "vegetation_share"], 10)
+        tables[f"zonal-{adapter}-{month}".replace("_", "-")] = [dict(zip(tab.columns, r)) for r in tab.rows]
+        lines.append(f"- {adapter}: city mapped area {t['mapped_km2'].sum():.1f} km²")
+    for spec in config.zonal.hazards:
+        t = read_table(config, month, f"exposure/{spec.name}_borough.csv")
+        if t is not None:
+            tab = table_of(spec.name, t, ["hazard_zone", "unit_name", "adapter", "land_km2", "developed_km2", "building_km2"], 50)
+            tables[f"exposure-{spec.name}-{month}".replace("_", "-")] = [dict(zip(tab.columns, r)) for r in tab.rows]
+    return {"markdown": "\n".join(lines), "tables": tables, "link": link}
