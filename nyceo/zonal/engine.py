@@ -22,31 +22,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from nyceo.zonal.accuracy import ErrorMatrix, adjusted_shares
-from nyceo.zonal.coverage import RasterGrid
+from nyceo.zonal.coverage import Compact, RasterGrid
 
 NODATA = 255
 PROB_SCALE = 254.0
-
-
-@dataclass
-class Compact:
-    """A coverage matrix restricted to the pixels it touches (``pixels``: flat indices)."""
-
-    matrix: sp.csr_matrix
-    pixels: np.ndarray
-
-    @classmethod
-    def from_coverage(cls, cov: sp.csr_matrix) -> "Compact":
-        pixels = np.unique(cov.indices)
-        remap = np.searchsorted(pixels, cov.indices)
-        m = sp.csr_matrix((cov.data, remap, cov.indptr), shape=(cov.shape[0], len(pixels)))
-        return cls(m, pixels)
-
-    def gather(self, raster: np.ndarray) -> np.ndarray:
-        return raster.reshape(-1)[self.pixels]
-
-    def sums(self, values: np.ndarray) -> np.ndarray:
-        return np.asarray(self.matrix @ values.astype(np.float32, copy=False), dtype=np.float64)
+P_LUT = np.where(np.arange(256) == NODATA, 0.0, np.arange(256) / PROB_SCALE).astype(np.float32)  # u8 -> p
 
 
 @dataclass(frozen=True)
@@ -60,18 +40,20 @@ def class_area_table(compact: Compact, grid: RasterGrid, class_map: np.ndarray, 
                      error_matrix: ErrorMatrix | None = None, ci_level: float = 0.95) -> pd.DataFrame:
     """Per-zone areas (km²) and shares of each class (see the module docstring for the columns)."""
     km2 = grid.pixel_area_m2 / 1e6
+    n = len(classes)
     cm = compact.gather(class_map)
-    zone = np.asarray(compact.matrix.sum(axis=1)).ravel() * km2
-    mapped = compact.sums(cm != NODATA) * km2
-    out: dict[str, np.ndarray] = {"zone_km2": zone, "mapped_km2": mapped, "nodata_km2": np.clip(zone - mapped, 0, None)}
+    codes = np.where(cm < n, cm, n)  # 255 (nodata) and any value outside the class list -> not mapped
+    per_code = compact.code_sums(codes, n + 1) * km2
+    mapped = per_code[:, :n].sum(axis=1)
+    out: dict[str, np.ndarray] = {"zone_km2": per_code.sum(axis=1), "mapped_km2": mapped, "nodata_km2": per_code[:, n]}
     with np.errstate(invalid="ignore", divide="ignore"):
         for k, name in enumerate(classes):
-            out[f"{name}_km2"] = compact.sums(cm == k) * km2
+            out[f"{name}_km2"] = per_code[:, k]
             out[f"{name}_share"] = out[f"{name}_km2"] / mapped
         for k, name in enumerate(classes):
             if probability is not None and name in probability:
-                p = compact.gather(probability[name])
-                out[f"{name}_p_km2"] = compact.sums(np.where(p == NODATA, 0, p) / PROB_SCALE) * km2
+                p = P_LUT[compact.gather(probability[name])]
+                out[f"{name}_p_km2"] = compact.sums(p) * km2
         for group, members in (("impervious", groups.impervious), ("vegetation", groups.vegetation)):
             present = [c for c in members if c in classes]
             if present:

@@ -25,8 +25,8 @@ from nyceo.io import join, sha256_file, write_json_atomic
 from nyceo.keys import CODE_VERSIONS, digest
 from nyceo.provenance import base_provenance
 from nyceo.zonal import accuracy, change
-from nyceo.zonal.coverage import RasterGrid, load_or_compute
-from nyceo.zonal.engine import Compact, Groups, class_area_table, read_prediction
+from nyceo.zonal.coverage import Compact, RasterGrid, load_or_compute
+from nyceo.zonal.engine import Groups, class_area_table, read_prediction
 from nyceo.zonal.layers import ZoneLayer, all_layers, layer_file_hashes
 from nyceo.zonal.outputs import MANIFEST, cache_dir, done, write_table, zonal_dir
 
@@ -98,9 +98,9 @@ class Context:
     def compact(self, grid: RasterGrid, layer: ZoneLayer) -> Compact:
         ident = (layer.name, tuple(json.dumps(grid.identity(), sort_keys=True)))
         if ident not in self.coverage:
-            cov, hit = load_or_compute(grid, layer, cache_dir(self.config))
+            compact, hit = load_or_compute(grid, layer, cache_dir(self.config))
             self.cache_hits[layer.name] = hit
-            self.coverage[ident] = Compact.from_coverage(cov)
+            self.coverage[ident] = compact
         return self.coverage[ident]
 
     def layer(self, name: str) -> ZoneLayer | None:
