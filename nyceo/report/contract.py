@@ -10,7 +10,7 @@ STAGE = Stage(
     description="Run report <month>/report/index.html + report.md: city maps, change maps, class areas per borough, "
     "heat grids, evaluation figures, time series, then the zonal / exposure / stormwater tables",
     # zonal is required (the tables); everything else it shows is read when present.
-    upstreams=(Upstream("zonal"), Upstream("infer")),
+    upstreams=(Upstream("zonal"), Upstream("infer", optional=True)),
     outputs=stage.outputs,
     status=stage.status,
     inputs_key=stage.inputs_key,

@@ -37,16 +37,21 @@ def build_all(ctx: Context, preds: dict[str, tuple[str, str]]) -> dict[str, Any]
     hazards = [exposure.load_hazard(ctx.config, spec) for spec in ctx.config.zonal.hazards]
     units = [u for u in (ctx.layer("borough"), ctx.layer("nta")) if u is not None] or _units(ctx)
     pieces = [(h, u, exposure.pieces(h, u)) for h in hazards for u in units]
+    for h, u, p in pieces:
+        if p.gdf.empty:
+            skipped.append(f"exposure {h.name} x {u.name}: no hazard zone intersects the {u.name} polygons")
+    pieces = [(h, u, p) for h, u, p in pieces if not p.gdf.empty]
     measures: dict[int, list[pd.DataFrame]] = {i: [] for i in range(len(pieces))}
     for adapter, (path, _) in preds.items():
         store = open_pred_store(path, ctx.config, adapter)
         sha = adapter_sha256(store.provenance, ctx.config, adapter)
-        tables, written = adapter_tables(ctx, adapter, store, sha)
-        files += written
         classes = list(store.classes)
+        class_map, prob = read_prediction(store, classes, classes)  # read once per adapter
+        tables, written = adapter_tables(ctx, adapter, store, sha, class_map, prob)
+        files += written
         has_groups = any(c in classes for c in (*ctx.config.zonal.impervious_classes, *ctx.config.zonal.vegetation_classes))
         if has_groups:
-            files += heat_grid(ctx, adapter, store, sha)
+            files += heat_grid(ctx, adapter, store, sha, class_map)
             files += stormwater(ctx, adapter, tables)
             if "nta" in tables:
                 heat_rows.append(tables["nta"][[*ident_columns(ctx, adapter, sha), "zone_id", "zone_name", "category",
@@ -54,7 +59,7 @@ def build_all(ctx: Context, preds: dict[str, tuple[str, str]]) -> dict[str, Any]
         else:
             skipped.append(f"heat/stormwater feeds: adapter '{adapter}' has none of the impervious/vegetation classes")
         for i, (_, _, piece) in enumerate(pieces):
-            measures[i].append(exposure_measures(ctx, adapter, sha, store, piece))
+            measures[i].append(exposure_measures(ctx, adapter, sha, store, piece, class_map, prob))
     ndvi_nta, ndvi_files = ndvi(ctx, skipped)
     files += ndvi_files
     files += heat_table(ctx, heat_rows, ndvi_nta)
@@ -74,12 +79,12 @@ def _units(ctx: Context):
     return builtin_layers(ctx.config.model_copy(update={"zonal": ctx.config.zonal.model_copy(update={"boroughs": True, "ntas": True})}))
 
 
-def exposure_measures(ctx: Context, adapter: str, sha: str, store, piece) -> pd.DataFrame:
+def exposure_measures(ctx: Context, adapter: str, sha: str, store, piece, class_map, prob) -> pd.DataFrame:
     """Developed / building area inside each exposure piece for one adapter."""
     classes = list(store.classes)
     grid = RasterGrid(store.transform, store.height_px, store.width_px, ctx.config.grid.crs)
     bclass = ctx.config.zonal.building_class
-    class_map, prob = read_prediction(store, classes, [bclass] if bclass in classes else [])
+    prob = {bclass: prob[bclass]} if bclass in prob else None
     table = class_area_table(ctx.compact(grid, piece), grid, class_map, classes, prob, ctx.groups())
     out = pd.DataFrame({"_piece": np.arange(len(table)), "adapter": adapter, "adapter_sha256": sha,
                         "mapped_km2": table["mapped_km2"]})
@@ -110,12 +115,11 @@ def feed_geometry(ctx: Context, grid: RasterGrid):
     return feeds.feed_geometry(grid, (g.origin_x_m, g.origin_y_m), ctx.config.zonal.feed_cell_m)
 
 
-def heat_grid(ctx: Context, adapter: str, store, sha: str) -> list[str]:
+def heat_grid(ctx: Context, adapter: str, store, sha: str, class_map) -> list[str]:
     """``heat/<adapter>_100m.tif``: impervious and vegetation share per feed cell, and the mapped fraction."""
     grid = RasterGrid(store.transform, store.height_px, store.width_px, ctx.config.grid.crs)
     factor, offset, transform = feed_geometry(ctx, grid)
     classes = list(store.classes)
-    class_map, _ = read_prediction(store, classes, [])
     z = ctx.config.zonal
     imp, valid = feeds.share_grid(class_map, classes, list(z.impervious_classes), factor, offset)
     veg, _ = feeds.share_grid(class_map, classes, list(z.vegetation_classes), factor, offset)

@@ -26,7 +26,7 @@ from nyceo.keys import CODE_VERSIONS, digest
 from nyceo.provenance import base_provenance
 from nyceo.zonal import accuracy, change
 from nyceo.zonal.coverage import Compact, RasterGrid, load_or_compute
-from nyceo.zonal.engine import Groups, class_area_table, read_prediction
+from nyceo.zonal.engine import Groups, class_area_table
 from nyceo.zonal.layers import ZoneLayer, all_layers, layer_file_hashes
 from nyceo.zonal.outputs import MANIFEST, cache_dir, done, write_table, zonal_dir
 
@@ -34,7 +34,13 @@ log = logging.getLogger("nyceo.zonal")
 
 
 def zonal_adapters(config: PipelineConfig) -> list[str]:
-    return list(config.zonal.adapters or config.infer.adapters)
+    """The adapters summarised: zonal.adapters, or every configured adapter; unknown names are an error."""
+    names = list(config.zonal.adapters or config.infer.adapters)
+    unknown = [a for a in names if a not in config.infer.adapters]
+    if unknown:
+        raise ValueError(f"zonal.adapters names {unknown}, which are not in infer.adapters "
+                         f"({list(config.infer.adapters)}); fix the zonal section")
+    return names
 
 
 def published_preds(config: PipelineConfig, month: str) -> dict[str, tuple[str, str]]:
@@ -50,7 +56,7 @@ def published_preds(config: PipelineConfig, month: str) -> dict[str, tuple[str, 
 def zonal_settings(config: PipelineConfig) -> dict[str, Any]:
     """Settings that change zonal values (coverage_cache is a location, not content)."""
     z = config.zonal.model_dump(mode="json", exclude={"coverage_cache"})
-    z["classes"] = {a: list(config.infer.adapters[a].classes) for a in zonal_adapters(config) if a in config.infer.adapters}
+    z["classes"] = {a: list(config.infer.adapters[a].classes) for a in zonal_adapters(config)}
     z["grid"] = {"crs": config.grid.crs, "origin": [config.grid.origin_x_m, config.grid.origin_y_m],
                  "resolution_m": config.grid.resolution_m}
     return z
@@ -164,11 +170,10 @@ def zone_frame(ctx: Context, layer: ZoneLayer, table: pd.DataFrame, adapter: str
     return gpd.GeoDataFrame(frame, geometry=layer.gdf.geometry.values, crs=layer.gdf.crs)
 
 
-def adapter_tables(ctx: Context, adapter: str, store, sha: str) -> tuple[dict[str, pd.DataFrame], list[str]]:
+def adapter_tables(ctx: Context, adapter: str, store, sha: str, class_map, prob) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Class-area tables of one adapter for every layer (written unless already in the build)."""
     classes = list(store.classes)
     grid = RasterGrid(store.transform, store.height_px, store.width_px, ctx.config.grid.crs)
-    class_map, prob = read_prediction(store, classes, classes)
     em = accuracy.read_error_matrix(ctx.config, ctx.month, adapter)
     tables, files = {}, []
     for layer in ctx.layers:
