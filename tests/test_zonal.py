@@ -203,6 +203,7 @@ def test_stage_reads_the_evaluation_and_change_outputs_when_present(tmp_path):
     cm, prob = _class_map(cfg, seed=5)
     publish_pred(cfg, MONTH, "lulc_nyc", cm, prob)
     key0 = stage.inputs_key(cfg, MONTH)
+    stage.run(cfg, MONTH)  # published without evaluation or change: rebuilt below when they appear
     ev = tmp_path / "outputs" / MONTH / "eval" / "lulc_nyc"
     ev.mkdir(parents=True)
     (ev / "metrics.json").write_text(json.dumps({"classes": LULC["classes"], "confusion_matrix": (np.eye(5) * 50 + 2).tolist()}))
@@ -216,6 +217,7 @@ def test_stage_reads_the_evaluation_and_change_outputs_when_present(tmp_path):
         ds.update_tags(1, CLASS_NAMES=json.dumps(["gain developed", "no change"]))
     assert stage.inputs_key(cfg, MONTH) != key0
     stage.run(cfg, MONTH)
+    assert sorted(p.name for p in (tmp_path / "outputs" / MONTH).glob("zonal@*")) == [f"zonal@{stage.inputs_key(cfg, MONTH)[:16]}"]
     t = read_table(cfg, MONTH, "lulc_nyc/borough.csv")
     assert {"developed_share_adj", "developed_share_lo", "developed_share_hi"} <= set(t.columns)
     assert (t["developed_share_lo"] <= t["developed_share_adj"]).all() and (t["developed_share_adj"] <= t["developed_share_hi"]).all()

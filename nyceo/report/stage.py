@@ -22,7 +22,7 @@ from nyceo.io import join, sha256_file, write_bytes_atomic, write_json_atomic
 from nyceo.keys import CODE_VERSIONS, digest
 from nyceo.provenance import base_provenance, created_utc
 from nyceo.report.content import Content, gather, table_of
-from nyceo.zonal.outputs import read_table, zonal_dir
+from nyceo.zonal.outputs import read_table, remove_other_versions, zonal_dir
 from nyceo.zonal.stage import published_preds, zonal_adapters
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -117,6 +117,7 @@ def run(config: PipelineConfig, month: str) -> dict[str, Any]:
     write_json_atomic(str(build / MANIFEST), {"key": st.key, "inputs": content.inputs, "notes": content.notes,
                                               "provenance": base_provenance(config, "report", month=month, inputs_key=st.key)})
     versioned.publish(final, st.key, companions=())
+    remove_other_versions(final, st.key)
     return {"status": "done", "key": st.key, "html": join(final, "index.html"), "notes": content.notes}
 
 

@@ -67,6 +67,24 @@ def read_table(config: PipelineConfig, month: str, rel: str) -> pd.DataFrame | N
     return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
 
 
+def remove_other_versions(final: str, key: str) -> list[str]:
+    """Remove ``<final>@<key16>`` folders of other keys beside a published suffix-less folder.
+
+    ``nyceo.versioned.versions`` only recognises names with a suffix (``name@key.zarr``), so its
+    ``publish`` leaves old versions of ``zonal@...`` / ``report@...`` behind; local outputs only."""
+    import re
+    import shutil
+
+    parent, name = Path(final).parent, Path(final).name
+    keep = f"{name}@{key[:16]}"
+    removed = []
+    for entry in parent.glob(f"{name}@*") if parent.is_dir() else []:
+        if re.fullmatch(rf"{re.escape(name)}@[0-9a-f]{{16}}", entry.name) and entry.name != keep and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
 def read_manifest(config: PipelineConfig, month: str) -> dict[str, Any] | None:
     path = Path(zonal_dir(config, month)) / MANIFEST
     try:

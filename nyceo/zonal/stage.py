@@ -28,7 +28,7 @@ from nyceo.zonal import accuracy, change
 from nyceo.zonal.coverage import Compact, RasterGrid, load_or_compute
 from nyceo.zonal.engine import Groups, class_area_table
 from nyceo.zonal.layers import ZoneLayer, all_layers, layer_file_hashes
-from nyceo.zonal.outputs import MANIFEST, cache_dir, done, write_table, zonal_dir
+from nyceo.zonal.outputs import MANIFEST, cache_dir, done, remove_other_versions, write_table, zonal_dir
 
 log = logging.getLogger("nyceo.zonal")
 
@@ -151,6 +151,7 @@ def run(config: PipelineConfig, month: str) -> dict[str, Any]:
                 "skipped": files["skipped"]}
     write_json_atomic(ctx.path(MANIFEST), manifest)
     versioned.publish(final, st.key, companions=())
+    remove_other_versions(final, st.key)
     return {"status": "done", "key": st.key, "dir": final, **{k: manifest[k] for k in ("files", "repaired_feature_ids", "skipped")}}
 
 
