@@ -95,6 +95,9 @@ def test_exposure_of_a_square_hazard_zone_over_a_known_raster(run):
 def test_heat_grid_is_aligned_to_100_m_and_matches_hand_counts(run):
     cfg, _, lulc, _ = run
     area = small_area(cfg)
+    from rio_cogeo.cogeo import cog_validate
+
+    assert cog_validate(f"{zonal_dir(cfg, MONTH)}/heat/lulc_nyc_100m.tif")[0]
     with rasterio.open(f"{zonal_dir(cfg, MONTH)}/heat/lulc_nyc_100m.tif") as ds:
         assert ds.res == (100.0, 100.0) and ds.transform.c % 100 == 0 and ds.transform.f % 100 == 0
         assert ds.descriptions == ("impervious_share", "vegetation_share", "valid_fraction")
