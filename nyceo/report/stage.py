@@ -65,8 +65,13 @@ def inputs_key(config: PipelineConfig, month: str) -> str | None:
 
 
 def status(config: PipelineConfig, month: str) -> Status:
-    key = inputs_key(config, month)
+    from nyceo.zonal.stage import status as zonal_status
+
     published = versioned.published_key(report_dir(config, month))
+    up = zonal_status(config, month)
+    if up.state != "current":
+        return Status("blocked", reason=f"zonal is {up.describe()}: {up.reason}", published_key=published)
+    key = inputs_key(config, month)
     if key is None:
         return Status("blocked", reason="zonal tables of this month are not published (run zonal)", published_key=published)
     if published == key:

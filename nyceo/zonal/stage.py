@@ -53,6 +53,23 @@ def published_preds(config: PipelineConfig, month: str) -> dict[str, tuple[str, 
     return out
 
 
+def stale_preds(config: PipelineConfig, month: str, preds: dict[str, tuple[str, str]]) -> list[str]:
+    """Adapters whose published store is not the one the configuration asks for (infer must rebuild
+    first). When the configuration cannot name one (no stack of this configuration yet, unpinned
+    remote adapter files), the published store is used."""
+    from nyceo.infer.contract import expected_pred_key
+
+    stale = []
+    for adapter, (_, key) in preds.items():
+        try:
+            expected = expected_pred_key(config, month, adapter)
+        except Exception:  # noqa: BLE001 - no grid / stack layout yet: nothing to compare with
+            expected = None
+        if expected is not None and expected != key:
+            stale.append(adapter)
+    return stale
+
+
 def zonal_settings(config: PipelineConfig) -> dict[str, Any]:
     """Settings that change zonal values (coverage_cache is a location, not content)."""
     z = config.zonal.model_dump(mode="json", exclude={"coverage_cache"})
@@ -75,8 +92,11 @@ def inputs_key(config: PipelineConfig, month: str) -> str | None:
 
 def status(config: PipelineConfig, month: str) -> Status:
     final = zonal_dir(config, month)
-    key = inputs_key(config, month)
     published = versioned.published_key(final)
+    stale = stale_preds(config, month, published_preds(config, month))
+    if stale:
+        return Status("blocked", reason=f"infer is stale for {stale} (rebuild it first)", published_key=published)
+    key = inputs_key(config, month)
     if key is None:
         return Status("blocked", reason="no prediction store published for this month (run infer)",
                       published_key=published)
