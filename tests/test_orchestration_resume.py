@@ -19,6 +19,6 @@ def test_kill_in_every_stage_and_resume_is_byte_identical(tmp_path):
     assert killed == list(KILL_POINTS), f"the run was not interrupted inside every stage: {killed}"
     a, b = output_hashes(tmp_path / "clean"), output_hashes(tmp_path / "run")
     assert any(k.startswith("2024-07/stack@") for k in a) and any("/pred/" in k for k in a)
-    assert sum(k.endswith(".tif") for k in a) == 14  # (class, confidence) x 2 areas x 3 adapters + 2 probability
+    assert sum(k.endswith(".tif") and "/cog/" in k for k in a) == 14  # (class, confidence) x 2 areas x 3 adapters + 2 probability
     differing = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     assert not differing, f"outputs differ after kill-and-resume: {differing}"

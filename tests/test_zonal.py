@@ -86,8 +86,7 @@ def test_second_run_is_current_and_a_new_month_reuses_the_coverage_cache(month_r
     assert stage.status(cfg, MONTH).state == "current"
     assert stage.run(cfg, MONTH)["status"] == "current"
     publish_pred(cfg, "2024-08", "lulc_nyc", cm, prob)
-    stage.run(cfg, "2024-08")
-    hits = read_manifest(cfg, "2024-08")["coverage_cache_hits"]
+    hits = stage.run(cfg, "2024-08")["coverage_cache_hits"]
     assert {"borough", "nta", "box", "exposure_shoreline_300m_nta"} <= set(hits) and all(hits.values())
 
 

@@ -52,7 +52,12 @@ class Content:
     sections: list[Section]
     tables: list[Table]
     notes: list[str]
-    inputs: dict[str, str]  # input file -> its role (for the key and the provenance)
+    inputs: dict[str, str]  # input file (relative to the output root when under it) -> its role
+    root: Path | None = None
+
+    def add_input(self, path: Path, role: str) -> None:
+        rel = path.absolute().relative_to(self.root) if self.root and path.absolute().is_relative_to(self.root) else path
+        self.inputs[str(rel)] = role
 
 
 def _fmt(v: Any) -> Any:
@@ -80,7 +85,7 @@ def city_maps(config: PipelineConfig, month: str, out: Path, c: Content) -> Sect
         ql = Path(layout.out_path(config, layout.quicklook_rel(month, adapter, "nyc")))
         if ql.is_file():
             sec.figures.append(Figure(f"{adapter} — city", copy_image(ql, out, f"map_{adapter}.png"), str(ql.name)))
-            c.inputs[str(ql)] = "quicklook"
+            c.add_input(ql, "quicklook")
         else:
             c.notes.append(f"no city quicklook for {adapter} ({ql}); run `nyceo mosaic --month {month}`")
     return sec
@@ -96,7 +101,7 @@ def change_maps(config: PipelineConfig, month: str, out: Path, c: Content) -> Se
     for p in pngs_under(root):
         rel = p.relative_to(root)
         sec.figures.append(Figure(" / ".join(rel.with_suffix("").parts), copy_image(p, out, "change_" + "_".join(rel.parts))))
-        c.inputs[str(p)] = "change"
+        c.add_input(p, "change")
     if not sec.figures:
         c.notes.append("no change maps for this month (the change stage has not run, or had no earlier month)")
     return sec
@@ -108,13 +113,13 @@ def eval_figures(config: PipelineConfig, month: str, out: Path, c: Content) -> S
         root = Path(paths.month_dir(config, month)) / "eval" / adapter
         for p in pngs_under(root):
             sec.figures.append(Figure(f"{adapter}: {p.stem.replace('_', ' ')}", copy_image(p, out, f"eval_{adapter}_{p.name}")))
-            c.inputs[str(p)] = "eval"
+            c.add_input(p, "eval")
         probes = root / "probes.csv"
         if probes.is_file():
             c.tables.append(table_of(f"Sniff probes — {adapter}", pd.read_csv(probes), list(pd.read_csv(probes).columns), 100))
-            c.inputs[str(probes)] = "eval"
+            c.add_input(probes, "eval")
         if (root / "metrics.json").is_file():
-            c.inputs[str(root / "metrics.json")] = "eval"
+            c.add_input(root / "metrics.json", "eval")
     if not sec.figures:
         c.notes.append(f"no evaluation figures (run `nyceo evaluate --month {month}` with a reference configured)")
     return sec
@@ -162,7 +167,7 @@ def history(config: PipelineConfig, month: str, out: Path, c: Content) -> Sectio
             t = read_table(config, m, f"{adapter}/borough.csv")
             if t is not None and "impervious_share" in t:
                 frames.append(t.assign(month=m))
-                c.inputs[str(Path(zonal_dir(config, m)) / adapter / "borough.csv")] = "zonal history"
+                c.add_input(Path(zonal_dir(config, m)) / adapter / "borough.csv", "zonal history")
         if len(frames) >= 2:
             dest = charts.share_series(pd.concat(frames), adapter, out / "img" / f"series_{adapter}.png")
             sec.figures.append(Figure(f"{adapter} — share per borough by month", f"img/{dest.name}"))
@@ -191,7 +196,7 @@ def feed_tables(config: PipelineConfig, month: str, c: Content) -> None:
 
 
 def gather(config: PipelineConfig, month: str, out: Path) -> Content:
-    c = Content([], [], [], {})
+    c = Content([], [], [], {}, Path(config.run.output_root).absolute())
     builders = (city_maps, change_maps, borough_charts, heat_maps, eval_figures, history)
     c.sections = [s for s in (b(config, month, out, c) for b in builders) if s.figures]
     feed_tables(config, month, c)

@@ -65,8 +65,11 @@ def inputs_key(config: PipelineConfig, month: str) -> str | None:
 
 
 def status(config: PipelineConfig, month: str) -> Status:
+    from nyceo.report.contract import enabled
     from nyceo.zonal.stage import status as zonal_status
 
+    if (reason := enabled(config)) is not None:
+        return Status("skipped", reason=reason)
     published = versioned.published_key(report_dir(config, month))
     up = zonal_status(config, month)
     if up.state != "current":

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from nyceo.config import PipelineConfig
 from nyceo.contract import Stage, Upstream
+from nyceo.io import is_remote
 from nyceo.zonal import stage
+
+
+def enabled(config: PipelineConfig) -> str | None:
+    """The zonal stage writes to a local output root only (object storage: not yet)."""
+    if is_remote(config.run.output_root):
+        return (f"zonal outputs need a local run.output_root (got {config.run.output_root}); object storage is "
+                "not supported by the zonal stage yet")
+    return None
+
 
 STAGE = Stage(
     name="zonal",
@@ -14,5 +25,6 @@ STAGE = Stage(
     status=stage.status,
     inputs_key=stage.inputs_key,
     run=stage.run,
+    enabled=enabled,
     key_settings=("zonal", "infer.adapters.*.classes", "grid.crs", "grid.origin_*", "grid.resolution_m"),
 )

@@ -91,6 +91,10 @@ def inputs_key(config: PipelineConfig, month: str) -> str | None:
 
 
 def status(config: PipelineConfig, month: str) -> Status:
+    from nyceo.zonal.contract import enabled
+
+    if (reason := enabled(config)) is not None:
+        return Status("skipped", reason=reason)
     final = zonal_dir(config, month)
     published = versioned.published_key(final)
     stale = stale_preds(config, month, published_preds(config, month))
@@ -167,12 +171,12 @@ def run(config: PipelineConfig, month: str) -> dict[str, Any]:
     repaired = {layer.name: layer.repaired_ids for layer in ctx.layers if layer.repaired_ids}
     manifest = {"key": st.key, "provenance": base_provenance(config, "zonal", month=month, inputs_key=st.key),
                 "files": sorted(str(Path(f).relative_to(ctx.build)) for f in files["files"]),
-                "repaired_feature_ids": {**repaired, **files["repaired"]}, "coverage_cache_hits": ctx.cache_hits,
-                "skipped": files["skipped"]}
+                "repaired_feature_ids": {**repaired, **files["repaired"]}, "skipped": files["skipped"]}
     write_json_atomic(ctx.path(MANIFEST), manifest)
     versioned.publish(final, st.key, companions=())
     remove_other_versions(final, st.key)
-    return {"status": "done", "key": st.key, "dir": final, **{k: manifest[k] for k in ("files", "repaired_feature_ids", "skipped")}}
+    return {"status": "done", "key": st.key, "dir": final, "coverage_cache_hits": ctx.cache_hits,
+            **{k: manifest[k] for k in ("files", "repaired_feature_ids", "skipped")}}
 
 
 def outputs(config: PipelineConfig, month: str) -> dict[str, str]:
