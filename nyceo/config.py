@@ -300,6 +300,55 @@ class RunConfig(_Strict):
     output_root: str = Field("outputs", description="Local path or fsspec URL (s3://…) for outputs.")
 
 
+class ChangePersistenceConfig(_Strict):
+    """MapBiomas-style temporal rule for change layers."""
+
+    window_months: int = Field(
+        1, ge=1, le=6, description="Month-over-month: how many following months must show the new class "
+        "for a provisional change to become confirmed (a return to the old class in them drops it).",
+    )
+    yoy_neighbour_months: int = Field(
+        1, ge=0, le=6, description="Year-over-year: months on each side of M and of M-12 whose class maps "
+        "must agree with the change (those that exist); 0 = no persistence check for year-over-year.",
+    )
+
+
+class ChangeNoiseConfig(_Strict):
+    """How the noise floor (the 'no change' null) is measured."""
+
+    method: Literal["split_timesteps"] = Field(
+        "split_timesteps", description="split_timesteps: predict the same month twice with the real model "
+        "from two disjoint halves of its timesteps ({0,1} vs {2,3}, each repeated to the stack's length) "
+        "on a seeded sample of chips.",
+    )
+    sample_fraction: float = Field(0.1, gt=0, le=1, description="Fraction of the month's chips predicted twice.")
+    min_chips: int = Field(2, ge=1, description="At least this many chips are sampled (when the area has them).")
+    seed: int = Field(0, description="Seed of the chip sample.")
+
+
+class ChangeConfig(_Strict):
+    """Change layers: month-over-month (mom) and year-over-year (yoy), gated by a measured noise floor."""
+
+    enabled: bool = Field(True, description="Run the change stage in the monthly flow.")
+    pairs: list[Literal["mom", "yoy"]] = Field(
+        default_factory=lambda: ["mom", "yoy"], description="mom: M vs M-1; yoy: M vs M-12."
+    )
+    adapters: list[str] | None = Field(None, description="Adapters to compare; None = every infer adapter.")
+    false_alarm_rate: float = Field(
+        0.01, gt=0, lt=0.5, description="Per-class threshold = smallest |dp| exceeded by at most this "
+        "fraction of pixels under the measured null (e.g. 0.01: the 99th percentile).",
+    )
+    min_confidence: float = Field(
+        0.5, ge=0, le=1, description="Both months' confidence (max p) must reach this for a pixel to count as changed.",
+    )
+    building_class: dict[str, str] = Field(
+        default_factory=dict, description="Adapter -> class whose new/vanished pixels and probability "
+        "change are published (e.g. {buildings_nyc: building}).",
+    )
+    persistence: ChangePersistenceConfig = Field(default_factory=ChangePersistenceConfig)
+    noise: ChangeNoiseConfig = Field(default_factory=ChangeNoiseConfig)
+
+
 class PipelineConfig(_Strict):
     """The whole configuration."""
 
@@ -310,6 +359,7 @@ class PipelineConfig(_Strict):
     infer: InferConfig = Field(default_factory=InferConfig)
     mosaic: MosaicConfig = Field(default_factory=MosaicConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    change: ChangeConfig = Field(default_factory=ChangeConfig)
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the resolved configuration (provenance, cache keys)."""
