@@ -72,6 +72,6 @@ def write_tables(rows: list[dict[str, Any]], csv_path: str, json_path: str, meta
     from nyceo.io import write_bytes_atomic, write_json_atomic
 
     buf = io.StringIO()
-    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(buf, index=False)
+    pd.DataFrame(rows, columns=list(COLUMNS)).astype({"code": "Int64"}).to_csv(buf, index=False)
     write_bytes_atomic(csv_path, buf.getvalue().encode(), storage_options)
     write_json_atomic(json_path, {**meta, "columns": list(COLUMNS), "rows": rows}, storage_options)

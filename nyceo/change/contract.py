@@ -57,7 +57,8 @@ def status(config: PipelineConfig, month: str) -> Status:
         state = "skipped" if skipped == total else "current"
         return Status(state, reason="every pair skipped" if state == "skipped" else "", done=done, total=total,
                       key=key, published_key=key, detail=detail)
-    state = "missing" if present == 0 else ("partial" if done else "stale")
+    # every pair has a record but some of another key: stale; some pairs without a record: partial
+    state = "missing" if present == 0 else ("stale" if present == total else "partial")
     return Status(state, done=done, total=total, key=key, detail=detail)
 
 
