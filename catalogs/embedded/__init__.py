@@ -28,6 +28,7 @@ from catalogs.embedded.city import (
     DEM_COLLECTION, S1_COLLECTION, S2_COLLECTION, TRUTH_COLLECTION, EmbeddedOptions,
     build_s1_month, build_s2_month, build_static,
 )
+from catalogs.embedded import changes as planted
 from catalogs.embedded.landscape import CityGrid, city_grid
 from catalogs.embedded.writer import GENERATOR_VERSION, ensure_unit
 from catalogs.static import StaticCatalog, as_utc
@@ -85,14 +86,14 @@ class EmbeddedCatalog:
         """Generate (once) the Sentinel-2 scenes of a month; returns its catalog.json."""
         key = f"{year:04d}-{month:02d}"
         cloud = key in self.options.all_cloud_months
-        return ensure_unit(self.base / key / S2_COLLECTION, self._fingerprint(f"{key}/s2", all_cloud=cloud),
+        return ensure_unit(self.base / key / S2_COLLECTION, self._fingerprint(f"{key}/s2", all_cloud=cloud, **planted.fingerprint(year, month)),
                            lambda out: build_s2_month(out, self.grid, self.seed, year, month, cloud))
 
     def ensure_s1_month(self, year: int, month: int) -> Path:
         """Generate (once) the Sentinel-1 scenes of a month; returns its catalog.json."""
         key = f"{year:04d}-{month:02d}"
         sparse = key in self.options.sparse_radar_months
-        return ensure_unit(self.base / key / S1_COLLECTION, self._fingerprint(f"{key}/s1", sparse=sparse),
+        return ensure_unit(self.base / key / S1_COLLECTION, self._fingerprint(f"{key}/s1", sparse=sparse, **planted.fingerprint(year, month)),
                            lambda out: build_s1_month(out, self.grid, self.seed, year, month, sparse))
 
     def ensure_static(self) -> Path:

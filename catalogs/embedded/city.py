@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pystac
 
+from catalogs.embedded import changes as planted
 from catalogs.embedded import dem as dem_mod
 from catalogs.embedded.landscape import CRS, CityGrid, Landscape, build_landscape
 from catalogs.embedded.sentinel1 import NODATA as S1_NODATA, S1Acquisition, render_s1, s1_acquisitions
@@ -55,7 +56,7 @@ def _resolve(futures: dict[str, "Future[Path]"]) -> dict[str, Path]:
 
 
 def build_s2_month(out: Path, grid: CityGrid, seed: int, year: int, month: int, all_cloud: bool) -> list[pystac.Item]:
-    land = build_landscape(grid, seed)
+    land = planted.apply(build_landscape(grid, seed), year, month)  # changes.py
     items = []
     with ThreadPoolExecutor(WRITE_THREADS) as pool:
         for idx, acq in enumerate(s2_acquisitions(year, month)):
@@ -91,7 +92,7 @@ def _s2_scene(pool: ThreadPoolExecutor, out: Path, grid: CityGrid, land: Landsca
 
 
 def build_s1_month(out: Path, grid: CityGrid, seed: int, year: int, month: int, sparse: bool) -> list[pystac.Item]:
-    land = build_landscape(grid, seed)
+    land = planted.apply(build_landscape(grid, seed), year, month)  # changes.py
     items = []
     with ThreadPoolExecutor(WRITE_THREADS) as pool:
         for idx, acq in enumerate(s1_acquisitions(year, month, sparse)):
