@@ -119,32 +119,18 @@ def _rels(month: str, adapter: str, pair: str, layers: list[str], slugs: list[st
     return {(l, s): layout.pair_rel(month, adapter, pair, f"{s}_{l}.tif") for l in layers for s in slugs}
 
 
-def compute_pair(config: PipelineConfig, month: str, adapter: str, choice: PairChoice, key: str,
-                 noise: dict[str, Any]) -> dict[str, Any]:
-    """Gate the pair, publish its COGs, quicklooks and areas; return its record (not yet written)."""
-    from nyceo.change.areas import area_rows, write_tables
+def _publish_layers(config: PipelineConfig, month: str, adapter: str, choice: PairChoice, layers: dict[str, np.ndarray],
+                    key: str, prov: dict[str, Any]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Stage and publish every layer's COGs and the transition quicklooks; (rels, clipped transitions)."""
     from nyceo.change.publish import layer_band, stage_layers, staging_dir, transition_quicklook
     from nyceo.mosaic.clip import configured_areas
-    from nyceo.mosaic.layout import CITY_AREA
 
-    ad, so = config.infer.adapters[adapter], mlayout.storage_options(config)
-    classes, colors, bidx = list(ad.classes), list(ad.colors), layout.building_index(config, adapter)
-    thr, cdf = thresholds_and_cdf(noise, CITY_AREA)
-    assert choice.previous is not None
-    res = gate(read_month(choice.previous.path), read_month(choice.current.path), thr,
-               config.change.min_confidence, cdf, bidx)
-    layers = {"transition": res.transition, "gain": res.gain, "loss": res.loss, "confidence": res.confidence}
-    if bidx is not None:
-        layers.update(building=res.building, building_dp=res.building_dp)
+    ad = config.infer.adapters[adapter]
+    classes, colors = list(ad.classes), list(ad.colors)
     transform, crs = georef(choice.current.path)
     areas = configured_areas(config)
     rels = _rels(month, adapter, choice.pair, list(layers), list(areas))
-    prov = base_provenance(config, "change", month=month, adapter=adapter, pair=choice.pair, key=key,
-                           previous_month=choice.previous.month, pred_keys={month: choice.current.key,
-                           choice.previous.month: choice.previous.key}, adapter_sha256=choice.current.sha256,
-                           noise_floor_key=noise["key"], thresholds_u8=noise["thresholds_u8"])
-    final_dir = layout.out(config, layout.pair_rel(month, adapter, choice.pair, ""))
-    staging = staging_dir(final_dir)
+    staging = staging_dir(layout.out(config, layout.pair_rel(month, adapter, choice.pair, "")))
     try:
         bands = {l: layer_band(l, adapter, classes, colors) for l in layers}
         staged, clipped = stage_layers(config, layers, areas, transform, crs, rels, bands, key, prov, staging)
@@ -156,19 +142,40 @@ def compute_pair(config: PipelineConfig, month: str, adapter: str, choice: PairC
         publish_staged(config, staged)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return sorted(rels.values()), clipped
+
+
+def compute_pair(config: PipelineConfig, month: str, adapter: str, choice: PairChoice, key: str,
+                 noise: dict[str, Any]) -> dict[str, Any]:
+    """Gate the pair, publish its COGs, quicklooks and areas; return its record (not yet written)."""
+    from nyceo.change.areas import area_rows, write_tables
+    from nyceo.mosaic.layout import CITY_AREA
+
+    assert choice.previous is not None
+    classes, bidx = list(config.infer.adapters[adapter].classes), layout.building_index(config, adapter)
+    thr, cdf = thresholds_and_cdf(noise, CITY_AREA)
+    res = gate(read_month(choice.previous.path), read_month(choice.current.path), thr,
+               config.change.min_confidence, cdf, bidx)
+    layers = {"transition": res.transition, "gain": res.gain, "loss": res.loss, "confidence": res.confidence}
+    if bidx is not None:
+        layers.update(building=res.building, building_dp=res.building_dp)
+    prev = choice.previous.month
+    prov = base_provenance(config, "change", month=month, adapter=adapter, pair=choice.pair, key=key,
+                           previous_month=prev, pred_keys={month: choice.current.key, prev: choice.previous.key},
+                           adapter_sha256=choice.current.sha256, noise_floor_key=noise["key"],
+                           thresholds_u8=noise["thresholds_u8"])
+    files, clipped = _publish_layers(config, month, adapter, choice, layers, key, prov)
     px_km2 = config.grid.resolution_m ** 2 / 1e6
-    rows = [r for slug, part in clipped.items()
-            for r in area_rows(slug, part, classes, noise, CITY_AREA, px_km2, bidx)]
-    write_tables(rows, layout.out(config, layout.pair_rel(month, adapter, choice.pair, "areas.csv")),
-                 layout.out(config, layout.pair_rel(month, adapter, choice.pair, "areas.json")),
-                 {"key": key, "month": month, "adapter": adapter, "pair": choice.pair,
-                  "previous_month": choice.previous.month, "pixel_km2": px_km2,
-                  "expected_false": "null false-change rate of the area x its valid pixels"}, so)
-    files = sorted({*rels.values()} | {layout.pair_rel(month, adapter, choice.pair, n) for n in ("areas.csv", "areas.json")})
+    rows = [r for slug, part in clipped.items() for r in area_rows(slug, part, classes, noise, CITY_AREA, px_km2, bidx)]
+    tables = [layout.pair_rel(month, adapter, choice.pair, n) for n in ("areas.csv", "areas.json")]
+    write_tables(rows, layout.out(config, tables[0]), layout.out(config, tables[1]),
+                 {"key": key, "month": month, "adapter": adapter, "pair": choice.pair, "previous_month": prev,
+                  "pixel_km2": px_km2, "expected_false": "null false-change rate of the area x its valid pixels"},
+                 mlayout.storage_options(config))
     return {"state": "done", "key": key, "month": month, "adapter": adapter, "pair": choice.pair,
-            "previous_month": choice.previous.month, "noise_floor": layout.noise_rel(month, adapter),
+            "previous_month": prev, "noise_floor": layout.noise_rel(month, adapter),
             "thresholds_u8": noise["thresholds_u8"], "changed_px": int(res.changed.sum()),
-            "files": files, "provenance": prov}
+            "files": files + tables, "provenance": prov}
 
 
 def run_pair(config: PipelineConfig, month: str, adapter: str, pair: str, cur: StoreInfo,
