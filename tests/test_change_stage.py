@@ -185,6 +185,12 @@ def test_blocked_without_the_months_own_store(tmp_path):
     assert st.state == "blocked" and "lulc_nyc" in st.reason and STAGE.inputs_key(cfg, M) is None
     with pytest.raises(ValueError, match="nyceo infer --month 2024-07"):
         run_change(cfg, M)
+    from typer.testing import CliRunner
+
+    from nyceo.cli import app
+
+    res = CliRunner().invoke(app, ["change", "--month", M, "-c", str(tmp_path / "config.yaml")])
+    assert res.exit_code == 1 and "no published prediction store of adapter 'lulc_nyc'" in res.output
 
 
 def test_null_of_identical_halves_is_exactly_zero(tmp_path):
