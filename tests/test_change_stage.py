@@ -79,6 +79,8 @@ def test_pairs_done_or_skipped_with_typed_reasons(done):
         assert yoy["state"] == "skipped" and yoy["reason"] == "predecessor_missing" and YEAR in yoy["detail"]
     rec = json.load(open(_file(cfg, "lulc_nyc", "mom", "record.json")))
     assert rec["previous_month"] == PREV and rec["provenance"]["adapter_sha256"] == SHA
+    with rasterio.open(_file(cfg, "lulc_nyc", "mom", "manhattan_transition.tif")) as ds:
+        assert rec["changed_px"]["manhattan"] == int((ds.read(1) < 25).sum()) > 0
 
 
 def test_layers_are_cogs_with_codes_colour_tables_and_the_planted_change(done):

@@ -174,7 +174,8 @@ def compute_pair(config: PipelineConfig, month: str, adapter: str, choice: PairC
                  mlayout.storage_options(config))
     return {"state": "done", "key": key, "month": month, "adapter": adapter, "pair": choice.pair,
             "previous_month": prev, "noise_floor": layout.noise_rel(month, adapter),
-            "thresholds_u8": noise["thresholds_u8"], "changed_px": int(res.changed.sum()),
+            "thresholds_u8": noise["thresholds_u8"],
+            "changed_px": {slug: int((part < len(classes) ** 2).sum()) for slug, part in clipped.items()},
             "files": files + tables, "provenance": prov}
 
 

@@ -32,7 +32,9 @@ def change_cmd(
     for adapter, pairs in result["adapters"].items():
         for pair, rec in pairs.items():
             state = f"{rec['state']}{' (current)' if rec.get('cached') else ''}"
-            extra = (f"{rec['changed_px']} changed px vs {rec['previous_month']}, thresholds {rec['thresholds_u8']}"
+            px = rec.get("changed_px")
+            extra = (f"{px.get('nyc') if isinstance(px, dict) else px} changed px in the city vs {rec['previous_month']}, "
+                     f"thresholds {rec['thresholds_u8']}"
                      if rec["state"] == "done" else f"{rec.get('reason')}: {rec.get('detail')}")
             typer.echo(f"  {adapter} {pair}: {state} - {extra}")
     for name, p in result["persistence"].items():
