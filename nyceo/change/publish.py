@@ -29,7 +29,8 @@ from nyceo.mosaic.quicklook import render_quicklook
 def layer_band(layer: str, adapter: str, classes: list[str], colors: list[str]) -> CogBand:
     """What each change layer's band means (colour table, scale, tags)."""
     k = len(classes)
-    names = {str(c): codes.transition_name(c, classes) for c in (*range(k * k), codes.NO_CHANGE, codes.UNCERTAIN)}
+    changes = [c for c in range(k * k) if c // k != c % k]
+    names = {str(c): codes.transition_name(c, classes) for c in (*changes, codes.NO_CHANGE, codes.UNCERTAIN)}
     special = {"NO_CHANGE": str(codes.NO_CHANGE), "UNCERTAIN": str(codes.UNCERTAIN), "NODATA": str(codes.NODATA)}
     if layer == "transition":
         return CogBand(f"{adapter} transition (from*{k}+to)", "mode", codes.NODATA,
