@@ -176,8 +176,11 @@ def test_skip_reasons_for_other_adapter_files_and_other_grid(tmp_path):
     publish_store(cfg, YEAR, "lulc_nyc", other, small)
     out = run_change(cfg, M)["adapters"]["lulc_nyc"]
     assert out["mom"]["reason"] == "other_adapter_files" and out["yoy"]["reason"] == "other_grid"
-    st = STAGE.status(cfg, M)
-    assert st.state == "skipped" and st.detail["lulc_nyc/mom"]["reason"] == "other_adapter_files"
+    st = STAGE.status(cfg, M)  # finished: every pair has its typed skip for this key
+    assert st.state == "current" and st.detail["lulc_nyc/mom"]["reason"] == "other_adapter_files"
+    assert "lulc_nyc/yoy: other_grid" in st.reason and st.detail["pairs_skipped"] == 2
+    again = run_change(cfg, M)
+    assert again["status"] == "done" and again["cached"] and "predecessor" not in again["reason"]
     assert not os.path.exists(layout.out(cfg, layout.noise_rel(M, "lulc_nyc")))  # nothing measured for skips
 
 

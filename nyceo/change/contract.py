@@ -53,10 +53,10 @@ def status(config: PipelineConfig, month: str) -> Status:
                                            "reason": rec.get("reason", ""),
                                            "persistence_window_complete": pers.get("window_complete")}
     total = sum(len(p) for p in expected.values())
-    if done == total:
-        state = "skipped" if skipped == total else "current"
-        return Status(state, reason="every pair skipped" if state == "skipped" else "", done=done, total=total,
-                      key=key, published_key=key, detail=detail)
+    if done == total:  # every pair made or skipped with a typed reason (in detail) for this key
+        reasons = sorted({f"{n}: {d['reason']}" for n, d in detail.items() if d["state"] == "skipped"})
+        return Status("current", reason="; ".join(reasons), done=done, total=total, key=key,
+                      published_key=key, detail={**detail, "pairs_skipped": skipped})
     # every pair has a record but some of another key: stale; some pairs without a record: partial
     state = "missing" if present == 0 else ("stale" if present == total else "partial")
     return Status(state, done=done, total=total, key=key, detail=detail)

@@ -199,6 +199,13 @@ def run_pair(config: PipelineConfig, month: str, adapter: str, pair: str, cur: S
     return {**rec, "cached": False}
 
 
+def _brief(rec: dict[str, Any]) -> dict[str, Any]:
+    """What a run reports per pair (the full record stays in record.json)."""
+    keep = ("state", "cached", "key", "adapter", "pair", "previous_month", "reason", "detail", "changed_px",
+            "thresholds_u8", "noise_floor")
+    return {k: rec[k] for k in keep if k in rec}
+
+
 def run_change(config: PipelineConfig, month: str, adapters: list[str] | None = None,
                runner: Predictor | None = None, force: bool = False) -> dict[str, Any]:
     """Bring every (or the named) adapter's change pairs of ``month`` up to date, then persistence
@@ -210,7 +217,10 @@ def run_change(config: PipelineConfig, month: str, adapters: list[str] | None = 
     out: dict[str, Any] = {}
     for adapter in names:
         cur = current_store(config, month, adapter)
-        out[adapter] = {p: run_pair(config, month, adapter, p, cur, box, force) for p in config.change.pairs}
+        out[adapter] = {p: _brief(run_pair(config, month, adapter, p, cur, box, force)) for p in config.change.pairs}
         log.info("change %s/%s: %s", month, adapter, {p: r["state"] for p, r in out[adapter].items()})
     persistence = refresh_around(config, month, names)
-    return {"month": month, "adapters": out, "persistence": persistence}
+    recs = [r for pairs in out.values() for r in pairs.values()]
+    skipped = sorted({f"{r['adapter']}/{r['pair']}: {r['reason']}" for r in recs if r["state"] == "skipped"})
+    return {"status": "done", "cached": all(r["cached"] for r in recs), "reason": "; ".join(skipped),
+            "month": month, "adapters": out, "persistence": persistence}
