@@ -16,14 +16,13 @@ import rasterio
 import zarr
 from rio_cogeo.cogeo import cog_validate
 
-from nyceo import paths
 from nyceo.change import codes, layout
 from nyceo.change.contract import STAGE
 from nyceo.change.null_model import measure_null
 from nyceo.change.stage import run_change, valid_chips
 from nyceo.change.pairs import store_info
 from nyceo.config import load_config
-from nyceo.infer.testing import BandStandIn, write_stack_store
+from nyceo.infer.testing import BandStandIn, write_published_stack
 from tests.change_fixtures import SHA, base_logits, plant, publish_store, realize, small_area
 from tests.conftest import write_config
 from tests.test_mosaic_helpers import BUILDINGS, LULC, adapter_cfg
@@ -60,7 +59,7 @@ def done(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("change")
     cfg = make_cfg(tmp)
     months(cfg, which=(PREV, M))
-    write_stack_store(paths.stack_store(cfg, M), AREA, seed=3)
+    write_published_stack(cfg, M, AREA, seed=3)
     runner = BandStandIn(n_classes=5, adapter_names=("lulc_nyc",))
     runner2 = BandStandIn(n_classes=2, adapter_names=("buildings_nyc",))
     out = {a: run_change(cfg, M, adapters=[a], runner=r) for a, r in (("lulc_nyc", runner), ("buildings_nyc", runner2))}
@@ -142,14 +141,14 @@ def test_noise_floor_is_recorded_with_thresholds_and_the_stage_is_current_and_id
 def test_persistence_provisional_then_confirmed_or_dropped_when_the_next_month_arrives(tmp_path):
     cfg = make_cfg(tmp_path, adapters=["buildings_nyc"], pairs=["mom"])
     months(cfg, which=(PREV, M))
-    write_stack_store(paths.stack_store(cfg, M), AREA, seed=3)
+    write_published_stack(cfg, M, AREA, seed=3)
     run_change(cfg, M, runner=BandStandIn(n_classes=2, adapter_names=("buildings_nyc",)))
     pj = _file(cfg, "buildings_nyc", "mom", "persistence.json")
     first = json.load(open(pj))
     assert first["pixels"]["nyc"]["confirmed"] == 0 and first["pixels"]["nyc"]["provisional"] > 1000
     # August keeps the planted buildings: July's change becomes confirmed (refreshed by August's run)
     months(cfg, which=(NEXT,), planted_in=(NEXT,), seed=0)
-    write_stack_store(paths.stack_store(cfg, NEXT), AREA, seed=4)
+    write_published_stack(cfg, NEXT, AREA, seed=4)
     run_change(cfg, NEXT, runner=BandStandIn(n_classes=2, adapter_names=("buildings_nyc",)))
     second = json.load(open(pj))
     assert second["key"] != first["key"] and second["neighbours"]["after"] == [NEXT]
@@ -202,8 +201,7 @@ def test_null_of_identical_halves_is_exactly_zero(tmp_path):
     """Known answer: when timesteps {2,3} repeat {0,1}, both halves are the same input: no noise."""
     cfg = make_cfg(tmp_path, adapters=["lulc_nyc"])
     publish_store(cfg, M, "lulc_nyc", AREA, realize(base_logits(5, SHAPE, 1), 2))
-    stack = paths.stack_store(cfg, M)
-    write_stack_store(stack, AREA, seed=5)
+    stack = write_published_stack(cfg, M, AREA, seed=5)
     g = zarr.open_group(stack, mode="r+")
     for v in ("s2", "s1", "s2_valid", "s1_valid"):
         g[v][2:4] = g[v][0:2]
@@ -213,6 +211,6 @@ def test_null_of_identical_halves_is_exactly_zero(tmp_path):
     assert len(sample.chips) == 3 and sample.half_a.class_map.size == 3 * 224 * 224
     np.testing.assert_array_equal(sample.half_a.probability, sample.half_b.probability)
     # and differing halves give a non-zero null (the measurement is not trivially zero)
-    write_stack_store(stack, AREA, seed=5)
+    write_published_stack(cfg, M, AREA, seed=5)
     noisy = measure_null(cfg, M, "lulc_nyc", chips, BandStandIn(n_classes=5, adapter_names=("lulc_nyc",)))
     assert (noisy.half_a.probability != noisy.half_b.probability).any()

@@ -60,11 +60,46 @@ def _class_maps(infos: list[StoreInfo], window: Any) -> list[np.ndarray]:
     return [np.asarray(zarr.open_group(i.path, mode="r")["class_map"][rows, cols]) for i in infos]
 
 
+def _publish_status(config: PipelineConfig, month: str, adapter: str, pair: str, status: np.ndarray, wt: Any,
+                    crs: Any, classes: list[str], key: str, prov: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Write ``<area>_persistence.tif`` for every area (staged, then published); pixel counts per area."""
+    from nyceo.change.publish import clip, layer_band, staging_dir
+    from nyceo.mosaic.stage import publish as publish_staged
+
+    band = layer_band("persistence", adapter, classes, [])
+    staging, staged, counts = staging_dir(layout.out(config, layout.pair_rel(month, adapter, pair, ""))), [], {}
+    try:
+        for slug, area in configured_areas(config).items():
+            part, awt, _ = clip(status, area, wt)
+            dest = staging / f"{slug}_persistence.tif"
+            write_cog(part, awt, crs, dest, band, blocksize_px=config.mosaic.blocksize_px,
+                      compression=config.mosaic.compression, tags=provenance_tags(key, {**prov, "area": slug}))
+            staged.append((dest, layout.pair_rel(month, adapter, pair, f"{slug}_persistence.tif")))
+            n = np.bincount(part.ravel(), minlength=256)
+            counts[slug] = {codes.PERSIST_NAMES[c]: int(n[c]) for c in codes.PERSIST_NAMES}
+        publish_staged(config, staged)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts
+
+
+def _read_cog(path: str) -> tuple[np.ndarray, Any]:
+    """Band 1 and CRS of a published COG, local or remote (fsspec opener, configured options)."""
+    from nyceo.io import is_remote
+
+    if is_remote(path):
+        import fsspec
+
+        fs, p = fsspec.core.url_to_fs(path)
+        with rasterio.open(p, opener=fs) as ds:
+            return ds.read(1), ds.crs
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.crs
+
+
 def refresh_pair(config: PipelineConfig, month: str, adapter: str, pair: str) -> dict[str, Any] | None:
     """Recompute the persistence of one done pair when its neighbour months changed; None if not done."""
-    from nyceo.change.publish import clip, layer_band, staging_dir
-    from nyceo.change.stage import pair_record, read_json
-    from nyceo.mosaic.stage import publish as publish_staged
+    from nyceo.change.stage import georef, pair_record, read_json
 
     rec = pair_record(config, month, adapter, pair)
     ref = store_info(config, month, adapter)
@@ -77,10 +112,7 @@ def refresh_pair(config: PipelineConfig, month: str, adapter: str, pair: str) ->
     found = read_json(dest, so)
     if found and found.get("key") == key:
         return {**found, "cached": True}
-    with rasterio.open(layout.out(config, layout.pair_rel(month, adapter, pair, f"{CITY_AREA}_transition.tif"))) as ds:
-        transition, crs = ds.read(1), ds.crs
-    from nyceo.change.stage import georef
-
+    transition, crs = _read_cog(layout.out(config, layout.pair_rel(month, adapter, pair, f"{CITY_AREA}_transition.tif")))
     transform, _ = georef(ref.path)
     areas = configured_areas(config)
     h, w = (ref.grid["shape"][0], ref.grid["shape"][1])
@@ -91,23 +123,10 @@ def refresh_pair(config: PipelineConfig, month: str, adapter: str, pair: str) ->
     else:
         status = persistence.yoy_status(transition, k, _class_maps(near["before"], window),
                                         _class_maps(near["after"], window))
-    wt = window_transform(window, transform)
     prov = base_provenance(config, "change", month=month, adapter=adapter, pair=pair, key=key,
                            pair_key=rec["key"], neighbour_pred_keys=used, rule=p.model_dump(mode="json"))
-    band = layer_band("persistence", adapter, list(ref.classes), [])
-    staging, staged, counts = staging_dir(layout.out(config, layout.pair_rel(month, adapter, pair, ""))), [], {}
-    try:
-        for slug, area in areas.items():
-            part, awt, _ = clip(status, area, wt)
-            rel = layout.pair_rel(month, adapter, pair, f"{slug}_persistence.tif")
-            write_cog(part, awt, crs, staging / f"{slug}_persistence.tif", band, blocksize_px=config.mosaic.blocksize_px,
-                      compression=config.mosaic.compression, tags=provenance_tags(key, {**prov, "area": slug}))
-            staged.append((staging / f"{slug}_persistence.tif", rel))
-            n = np.bincount(part.ravel(), minlength=256)
-            counts[slug] = {codes.PERSIST_NAMES[c]: int(n[c]) for c in codes.PERSIST_NAMES}
-        publish_staged(config, staged)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    counts = _publish_status(config, month, adapter, pair, status, window_transform(window, transform), crs,
+                             list(ref.classes), key, prov)
     out = {"key": key, "month": month, "adapter": adapter, "pair": pair, "pair_key": rec["key"],
            "neighbours": {side: [i.month for i in infos] for side, infos in near.items()},
            "window_complete": (len(near["after"]) >= p.window_months) if pair == "mom" else None,

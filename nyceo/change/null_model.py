@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from nyceo import paths
 from nyceo.change.gate import MonthLayers
 from nyceo.config import PipelineConfig
 from nyceo.grid import Lattice, chip_id
@@ -77,7 +76,9 @@ def _shares_dates(stack: StackStore, row: int, col: int) -> bool:
 def predict_halves(config: PipelineConfig, month: str, adapter: str, chips: list[tuple[int, int]],
                    runner: Predictor) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], int]:
     """Per sampled chip, the quantized layers predicted from each half of the timesteps."""
-    stack = StackStore(paths.stack_store(config, month), Lattice.from_config(config.grid))
+    from nyceo.infer.stage import open_stack  # the published stack of this configuration, or a clear error
+
+    stack, _ = open_stack(config, month)
     plan = WindowPlan.for_area(stack.area, 0.0)
     size = stack.area.lattice.chip_size_px
     out_a, out_b, shared = [], [], 0
