@@ -106,6 +106,23 @@ def test_layers_are_cogs_with_codes_colour_tables_and_the_planted_change(done):
     assert os.path.getsize(_file(cfg, "lulc_nyc", "mom", "quicklook/nyc_transition.png")) > 1000
 
 
+def test_stac_items_link_every_asset_and_the_root_catalog_lists_the_change_collection(done):
+    import pystac
+
+    cfg, _ = done
+    root = os.path.dirname(layout.out(cfg, "catalog.json"))
+    cat = json.load(open(os.path.join(root, "catalog.json")))
+    assert {"rel": "child", "href": "./stac/change-buildings_nyc/collection.json", "type": "application/json"} in cat["links"]
+    rel = f"stac/change-buildings_nyc/{M}/change-buildings_nyc_mom_{M}_manhattan.json"
+    item = pystac.Item.from_file(os.path.join(root, rel))
+    assert item.properties["nyceo:previous_month"] == PREV and item.collection_id == "change-buildings_nyc"
+    assert {"transition", "gain", "loss", "confidence", "building", "building_dp", "persistence", "quicklook",
+            "areas_csv", "noise_floor"} <= set(item.assets)
+    for asset in item.assets.values():
+        assert os.path.isfile(os.path.normpath(os.path.join(root, os.path.dirname(rel), asset.href))), asset.href
+    assert not os.path.exists(os.path.join(root, "stac/change-lulc_nyc/2024-07/change-lulc_nyc_yoy_2024-07_nyc.json"))
+
+
 def test_change_areas_add_up_to_the_published_transition_pixels(done):
     cfg, _ = done
     rows = list(csv.DictReader(open(_file(cfg, "lulc_nyc", "mom", "areas.csv"))))

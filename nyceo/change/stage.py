@@ -220,6 +220,9 @@ def run_change(config: PipelineConfig, month: str, adapters: list[str] | None = 
         out[adapter] = {p: _brief(run_pair(config, month, adapter, p, cur, box, force)) for p in config.change.pairs}
         log.info("change %s/%s: %s", month, adapter, {p: r["state"] for p, r in out[adapter].items()})
     persistence = refresh_around(config, month, names)
+    from nyceo.change.stac import update_catalog
+
+    update_catalog(config, month, {a: {p: pair_record(config, month, a, p) or {} for p in out[a]} for a in names})
     recs = [r for pairs in out.values() for r in pairs.values()]
     skipped = sorted({f"{r['adapter']}/{r['pair']}: {r['reason']}" for r in recs if r["state"] == "skipped"})
     return {"status": "done", "cached": all(r["cached"] for r in recs), "reason": "; ".join(skipped),
