@@ -252,7 +252,7 @@ def mosaic_adapter(config: PipelineConfig, month: str, adapter: str, areas: list
     from nyceo.infer.contract import current_pred
 
     found = current_pred(config, month, adapter)
-    slugs = areas or area_slugs(config)
+    slugs = areas or area_slugs(config, month)
     outs, todo = [], []
     for slug in slugs:
         rels = output_rels(config, month, adapter, slug)
@@ -289,7 +289,7 @@ def mosaic_up_to_date(config: PipelineConfig, month: str, adapter: str) -> tuple
     """(areas whose COGs carry the current key, areas) of one adapter; (0, n) while infer is not current."""
     from nyceo.infer.contract import current_pred
 
-    slugs = area_slugs(config)
+    slugs = area_slugs(config, month)
     found = current_pred(config, month, adapter)
     if found is None:
         return 0, len(slugs)
@@ -298,11 +298,23 @@ def mosaic_up_to_date(config: PipelineConfig, month: str, adapter: str) -> tuple
     return ok, len(slugs)
 
 
-def area_slugs(config: PipelineConfig) -> list[str]:
-    """Areas one month publishes per adapter: the configured boroughs' slugs, then 'nyc'."""
+def area_slugs(config: PipelineConfig, month: str | None = None) -> list[str]:
+    """Areas one month publishes per adapter: the configured boroughs' slugs, then 'nyc' — only
+    those that hold at least one pixel centre of the month's chips (a partial run, e.g.
+    ``acquire.chip_ids`` over Manhattan, publishes no empty Brooklyn file)."""
+    from shapely.geometry import box
+
+    from nyceo.acquire.stage import locate
     from nyceo.mosaic.clip import configured_areas
 
-    return list(configured_areas(config))
+    areas = configured_areas(config)
+    if month is None:
+        return list(areas)
+    a = locate(config, month).area
+    half = config.grid.resolution_m / 2
+    minx, miny, maxx, maxy = a.bounds
+    centres = box(minx + half, miny + half, maxx - half, maxy - half)
+    return [slug for slug, area in areas.items() if area.geometry.intersects(centres)]
 
 
 def mosaic_month(config: PipelineConfig, month: str, adapters: list[str] | None = None) -> list[AreaOutputs]:
