@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,8 +51,9 @@ class ReferenceOnGrid:
 
 
 def targets_of(ref: ReferenceConfig) -> list[str]:
-    """The distinct remap targets in first-seen order."""
-    return list(dict.fromkeys(ref.remap.values()))
+    """The distinct remap targets in first-seen order (plus a vector's background class)."""
+    extra = [ref.background_class] if ref.kind == "vector" and ref.background_class else []
+    return list(dict.fromkeys([*ref.remap.values(), *extra]))
 
 
 def check_adapter(name: str, ref: ReferenceConfig, adapter: str, classes: list[str]) -> None:
@@ -116,8 +118,9 @@ def _raster_onto(name: str, href: str, ref: ReferenceConfig, area: AreaGrid, crs
         if src.crs is None:
             raise EvaluateError(f"reference '{name}': raster {href} has no CRS; write one (gdal_edit.py -a_srs)")
         bounds = transform_bounds(CRS.from_user_input(crs), src.crs, *area.bounds, densify_pts=21)
-        win = from_bounds(*bounds, transform=src.transform).round_offsets("floor").round_lengths("ceil")
-        win = Window(win.col_off - 1, win.row_off - 1, win.width + 2, win.height + 2)
+        fw = from_bounds(*bounds, transform=src.transform)
+        c0, r0 = math.floor(fw.col_off) - 1, math.floor(fw.row_off) - 1
+        win = Window(c0, r0, math.ceil(fw.col_off + fw.width) + 1 - c0, math.ceil(fw.row_off + fw.height) + 1 - r0)
         full = Window(0, 0, src.width, src.height)
         try:
             win = win.intersection(full)
@@ -231,7 +234,7 @@ def read_vector(name: str, ref: ReferenceConfig, crs: str) -> tuple[Any, dict[st
             raise EvaluateError(
                 f"reference '{name}': {len(bad_ids)} invalid geometr{'y' if len(bad_ids) == 1 else 'ies'} in {path} "
                 f"(features {bad_ids[:20]}); fix them, or set evaluate.references.{name}.invalid_geometry: repair")
-        gdf.loc[bad, "geometry"] = shapely.make_valid(gdf.geometry.values[bad])
+        gdf.loc[bad, "geometry"] = [_polygonal(g) for g in shapely.make_valid(gdf.geometry.values[bad])]
         notes["repaired_feature_ids"] = bad_ids
     gdf = gdf.to_crs(crs)
     codes = gdf[ref.class_attribute].map(_code_text)
@@ -246,6 +249,14 @@ def read_vector(name: str, ref: ReferenceConfig, crs: str) -> tuple[Any, dict[st
     targets = targets_of(ref)
     gdf["_target"] = [targets.index(ref.remap[c]) for c in codes[keep]]
     return gdf, notes
+
+
+def _polygonal(geom: Any) -> Any:
+    """The polygon parts of a repaired geometry (make_valid may add lines or points)."""
+    import shapely
+
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else None
 
 
 def _shapes(gdf: Any, value: int | None = None) -> list[tuple[Any, int]]:
@@ -266,7 +277,7 @@ def _fraction_variant(gdf: Any, area: AreaGrid, targets: list[str], threshold: f
             sub = gdf.iloc[sindex.query(shapely.box(*bounds))]
             if sub.empty:
                 continue
-            tr = area.lattice.transform(row, col) * rasterio.Affine.scale(1 / f)
+            tr = area.lattice.transform(row, col) @ rasterio.Affine.scale(1 / f)
             best = np.zeros((size, size), dtype=np.float32)
             for t in sorted(set(sub["_target"])):
                 fine = rasterize(_shapes(sub[sub["_target"] == t], 1), out_shape=(size * f, size * f), transform=tr,
