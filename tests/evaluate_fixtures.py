@@ -41,9 +41,9 @@ def seeded_classes(area: AreaGrid, k: int, seed: int) -> np.ndarray:
 
 
 def publish_pred(config: PipelineConfig, month: str, adapter: str, class_map: np.ndarray,
-                 prob: np.ndarray | None = None, key: str = "ab" * 32) -> str:
+                 prob: np.ndarray | None = None, key: str = "ab" * 32, area: AreaGrid | None = None) -> str:
     """A published prediction store of ``adapter`` (versioned folder + pointer), as infer leaves it."""
-    area = area_of(config)
+    area = area or area_of(config)
     classes = list(config.infer.adapters[adapter].classes)
     if prob is None:
         prob = np.stack([(class_map == i) * 254 for i in range(len(classes))]).astype(np.uint8)

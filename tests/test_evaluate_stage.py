@@ -164,3 +164,36 @@ def test_no_reference_means_skipped(tmp_path):
     cfg = make_config(tmp_path, {})
     assert STAGE.enabled(cfg) == "no reference configured (evaluate.references is empty)"
     assert STAGE.status(cfg, MONTH).state == "skipped" and STAGE.run(cfg, MONTH)["status"] == "skipped"
+
+
+def test_embedded_truth_through_the_stac_path(tmp_path):
+    """configs/demo.yaml's references: the embedded city's truth collection, found by STAC search."""
+    import rasterio
+
+    from benchmarks.rerun_bench import TINY
+    from catalogs.embedded import EmbeddedCatalog
+    from nyceo.grid import AreaGrid, Lattice
+    from tests.conftest import write_config
+
+    cfg = load_config(write_config(tmp_path, **{k: dict(v) for k, v in TINY.items()}))
+    assert set(cfg.evaluate.references) == {"embedded_landcover", "embedded_buildings"}
+    area = AreaGrid(231, 253, 2, 2, Lattice.from_config(cfg.grid))  # the four TINY chips
+    truth = EmbeddedCatalog.from_config(cfg.catalog).truth_paths()
+    crops = {}
+    for name, path in truth.items():
+        with rasterio.open(path) as src:
+            win = rasterio.windows.from_bounds(*area.bounds, transform=src.transform)
+            crops[name] = src.read(1, window=win)
+    lulc = crops["landcover"].copy()
+    lulc[:, :10] = 255  # map nodata
+    publish_pred(cfg, MONTH, "lulc_nyc", lulc, area=area)
+    publish_pred(cfg, MONTH, "buildings_nyc", 1 - crops["buildings"], area=area)  # every pixel wrong
+    res = {r["adapter"]: r for r in run_evaluate(cfg, MONTH, adapters=["lulc_nyc", "buildings_nyc"])["results"]}
+    assert res["lulc_nyc"]["overall_accuracy"] == 1.0 and res["lulc_nyc"]["miou"] == 1.0
+    assert res["buildings_nyc"]["overall_accuracy"] == 0.0
+    doc = json.loads(open(f"{eval_dir(cfg, MONTH, 'lulc_nyc', 'embedded_landcover')}/metrics.json").read())
+    assert doc["reference"]["identity"] == {"kind": "stac", "collection": "nyceo-embedded-truth",
+                                            "asset": "landcover", "items": ["embedded-truth-s20240701"]}
+    assert doc["city"]["map_nodata_px"] == 10 * area.height_px
+    # the demo probes are evaluated (Staten Island Greenbelt lies outside these chips: no_data)
+    assert {p["probe"]: p["state"] for p in doc["probes"]}["Staten Island Greenbelt"] == "no_data"
