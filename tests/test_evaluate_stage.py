@@ -197,3 +197,16 @@ def test_embedded_truth_through_the_stac_path(tmp_path):
     assert doc["city"]["map_nodata_px"] == 10 * area.height_px
     # the demo probes are evaluated (Staten Island Greenbelt lies outside these chips: no_data)
     assert {p["probe"]: p["state"] for p in doc["probes"]}["Staten Island Greenbelt"] == "no_data"
+
+
+def test_cli(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from nyceo.cli import app
+
+    cfg_path = str(tmp_path / "config.yaml")  # written by the fixture
+    out = CliRunner().invoke(app, ["evaluate", "--month", MONTH, "--adapter", "lulc_nyc", "-c", cfg_path])
+    assert out.exit_code == 0, out.output
+    assert "lulc_nyc vs wc: done: mIoU" in out.output and "buildings_nyc" not in out.output
+    out = CliRunner().invoke(app, ["evaluate", "--month", MONTH, "--reference", "nope", "-c", cfg_path])
+    assert out.exit_code == 1 and "unknown reference(s) ['nope']" in out.output
