@@ -205,3 +205,36 @@ def test_vector_code_missing_from_the_remap(tmp_path):
     cfg = make_config(tmp_path, {"fp": vector_ref(tmp_path / "fp.parquet")})
     with pytest.raises(EvaluateError, match=r"code garage \(1 features\)"):
         load_reference("fp", cfg, area)
+
+
+def test_stac_api_reference_like_worldcover_on_planetary_computer(tmp_path):
+    """The production path (a STAC API collection, asset 'map', WorldCover codes in EPSG:4326) against a
+    real STAC API on 127.0.0.1 serving a seeded tile: same pixels as reading the file directly."""
+    import datetime as dt
+
+    from catalogs.static import item_from_files
+    from tests.stac_server import serve_items
+
+    cfg = make_config(tmp_path, {})
+    area = area_of(cfg)
+    to_ll = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True)
+    lon0, lat0 = to_ll.transform(area.bounds[0] - 300, area.bounds[3] + 300)
+    res = 1 / 12000  # WorldCover's 8.33e-5 degrees
+    rng = np.random.default_rng(5)
+    codes = np.kron(rng.choice(np.array([10, 30, 50, 60, 80, 0], dtype=np.uint8), (40, 80)), np.ones((8, 8), np.uint8))
+    tif = write_raster(tmp_path / "ESA_WorldCover_10m_2021_v200_test_Map.tif", codes,
+                       Affine(res, 0, lon0, 0, -res, lat0), "EPSG:4326", nodata=0)
+    item = item_from_files("ESA_WorldCover_10m_2021_v200_test", "esa-worldcover",
+                           dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc), {"map": tif})
+    with serve_items([item], tmp_path) as url:
+        stac = {"kind": "stac", "collection": "esa-worldcover", "asset": "map", "stac_url": url,
+                "start": "2021-01-01", "end": "2022-01-01", "remap": WC, "nodata": [0], "adapters": ["lulc_nyc"]}
+        cfg = make_config(tmp_path, {"wc": stac, "file": raster_ref(tif)})  # demo catalog: signing none
+        got = load_reference("wc", cfg, area)
+        assert got.identity == {"kind": "stac", "collection": "esa-worldcover", "asset": "map",
+                                "items": ["ESA_WorldCover_10m_2021_v200_test"]}
+        direct = load_reference("file", cfg, area)
+        assert (got.classes == direct.classes).all() and (got.classes != N).mean() > 0.7
+        cfg = make_config(tmp_path, {"wc": {**stac, "start": "2030-01-01", "end": "2031-01-01"}})
+        with pytest.raises(EvaluateError, match="no items from 2030-01-01 to 2031-01-01.*does not overlap"):
+            load_reference("wc", cfg, area)
