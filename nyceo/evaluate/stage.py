@@ -176,8 +176,12 @@ def compute(config: PipelineConfig, adapter: str, pred: PredArrays, ref: Referen
         r, p, z = refc[ys, xs], pred.class_map[ys, xs], zones[ys, xs]
         zc = M.count(r, p, k)
         city += zc
-        for code in np.unique(z[z > 0]):
-            boroughs[names[int(code)]] += M.count(r[z == code], p[z == code], k)
+        codes = np.unique(z)
+        if len(codes) == 1 and codes[0] > 0:  # the whole chip in one borough: its counts are the chip's
+            boroughs[names[int(codes[0])]] += zc
+        else:
+            for code in codes[codes > 0]:
+                boroughs[names[int(code)]] += M.count(r[z == code], p[z == code], k)
         if frac is not None:
             frac_city += M.count(frac[ys, xs], p, k)
         if sweep_cls is not None:
