@@ -195,6 +195,12 @@ def test_embedded_truth_through_the_stac_path(tmp_path):
     assert doc["reference"]["identity"] == {"kind": "stac", "collection": "nyceo-embedded-truth",
                                             "asset": "landcover", "items": ["embedded-truth-s20240701"]}
     assert doc["city"]["map_nodata_px"] == 10 * area.height_px
+    # r0232_c0254 lies wholly in Staten Island (its counts are reused), the others partly (split by pixel centre)
+    si = load_boroughs(cfg.grid.crs).query("BoroName == 'Staten Island'").geometry
+    in_si = geometry_mask(si, out_shape=lulc.shape, transform=area.transform, invert=True)
+    assert in_si[224:, 224:].all() and not in_si[:224, :224].all()
+    assert list(doc["boroughs"]) == ["Staten Island"]
+    assert doc["boroughs"]["Staten Island"]["evaluated_px"] == int((in_si & (lulc != 255)).sum())
     # the demo probes are evaluated (Staten Island Greenbelt lies outside these chips: no_data)
     assert {p["probe"]: p["state"] for p in doc["probes"]}["Staten Island Greenbelt"] == "no_data"
 
