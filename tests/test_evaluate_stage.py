@@ -216,3 +216,5 @@ def test_cli(world, tmp_path):
     assert "lulc_nyc vs wc: done: mIoU" in out.output and "buildings_nyc" not in out.output
     out = CliRunner().invoke(app, ["evaluate", "--month", MONTH, "--reference", "nope", "-c", cfg_path])
     assert out.exit_code == 1 and "unknown reference(s) ['nope']" in out.output
+    out = CliRunner().invoke(app, ["evaluate", "--month", MONTH, "--adapter", "tim_nyc", "-c", cfg_path])
+    assert out.exit_code == 1 and "adapter(s) ['tim_nyc'] have no reference" in out.output

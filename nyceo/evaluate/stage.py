@@ -51,6 +51,10 @@ def pairs(config: PipelineConfig, adapters: list[str] | None = None,
                                     f"infer.adapters {sorted(config.infer.adapters)}")
             if (adapters is None or a in adapters) and (references is None or name in references):
                 out.append((a, name))
+    evaluated = {a for ref in refs.values() for a in ref.adapters}
+    if adapters is not None and [a for a in adapters if a not in evaluated]:
+        raise EvaluateError(f"adapter(s) {[a for a in adapters if a not in evaluated]} have no reference; "
+                            f"evaluated adapters are {sorted(evaluated)} (evaluate.references.<name>.adapters)")
     return out
 
 
