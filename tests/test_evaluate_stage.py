@@ -17,7 +17,7 @@ from nyceo.config import load_config
 from nyceo.evaluate.contract import STAGE, run_evaluate
 from nyceo.evaluate.stage import eval_dir
 from tests.evaluate_fixtures import (
-    CHIPS, LULC, area_of, make_config, publish_pred, seeded_classes, write_probes, write_raster,
+    CHIPS, area_of, make_config, publish_pred, seeded_classes, write_probes, write_raster,
 )
 
 MONTH = "2024-07"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import fsspec
@@ -20,7 +19,6 @@ from nyceo.io import join
 from nyceo.keys import digest
 from nyceo.provenance import base_provenance
 
-log = logging.getLogger("nyceo.evaluate")
 
 
 def enabled(config: PipelineConfig) -> str | None:

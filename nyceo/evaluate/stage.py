@@ -11,7 +11,6 @@ everything under ``<output_root>/<YYYY-MM>/eval/<adapter>/<reference>/`` (report
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,6 @@ from nyceo.infer.contract import published_pred
 from nyceo.io import join, sha256_file
 from nyceo.keys import digest
 
-log = logging.getLogger("nyceo.evaluate")
 CODE_VERSION = "1"
 
 
