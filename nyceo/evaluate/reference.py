@@ -186,8 +186,19 @@ def _stac_items(config: PipelineConfig, ref: ReferenceConfig, area: AreaGrid, cr
 
 
 def stac_identity(config: PipelineConfig, ref: ReferenceConfig, area: AreaGrid, crs: str) -> dict[str, Any]:
-    _, items = _stac_items(config, ref, area, crs)
-    return {"kind": "stac", "collection": ref.collection, "asset": ref.asset, "items": [it.id for it in items]}
+    """Collection, asset and the ids of the items over the area (searched once per process and
+    catalog/reference/area: ``nyceo status`` asks for every month's key)."""
+    ids = _stac_item_ids(config.catalog.model_dump_json(), ref.model_dump_json(), area, crs)
+    return {"kind": "stac", "collection": ref.collection, "asset": ref.asset, "items": list(ids)}
+
+
+@functools.lru_cache(maxsize=64)
+def _stac_item_ids(catalog_json: str, ref_json: str, area: AreaGrid, crs: str) -> tuple[str, ...]:
+    from nyceo.config import CatalogConfig
+
+    config = PipelineConfig(catalog=CatalogConfig.model_validate_json(catalog_json))
+    _, items = _stac_items(config, ReferenceConfig.model_validate_json(ref_json), area, crs)
+    return tuple(it.id for it in items)
 
 
 def load_stac(name: str, config: PipelineConfig, ref: ReferenceConfig, area: AreaGrid, crs: str) -> ReferenceOnGrid:
@@ -235,7 +246,8 @@ def read_vector(name: str, ref: ReferenceConfig, crs: str) -> tuple[Any, dict[st
                 f"reference '{name}': {len(bad_ids)} invalid geometr{'y' if len(bad_ids) == 1 else 'ies'} in {path} "
                 f"(features {bad_ids[:20]}); fix them, or set evaluate.references.{name}.invalid_geometry: repair")
         gdf.loc[bad, "geometry"] = [_polygonal(g) for g in shapely.make_valid(gdf.geometry.values[bad])]
-        notes["repaired_feature_ids"] = bad_ids
+        notes["repaired_features"] = len(bad_ids)
+        notes["repaired_feature_ids"] = bad_ids[:1000]  # the first 1000 (all in the count)
     gdf = gdf.to_crs(crs)
     codes = gdf[ref.class_attribute].map(_code_text)
     keep = ~codes.isin(ref.nodata)
