@@ -136,28 +136,32 @@ def test_sweep_suggests_but_never_applies(world):
     assert open(f"{out}/sweep.png", "rb").read(4) == b"\x89PNG"
 
 
-def test_status_and_keys(world, tmp_path):
+def test_keys_cache_and_status(world, tmp_path):
     cfg, *_ = world
-    assert STAGE.status(cfg, MONTH).state == "missing"
-    STAGE.run(cfg, MONTH)
-    st = STAGE.status(cfg, MONTH)
-    assert st.state == "current" and st.done == 2 and st.key == STAGE.inputs_key(cfg, MONTH)
+    first = STAGE.run(cfg, MONTH)
+    assert {r["state"] for r in first["results"]} == {"done"}
+    out = eval_dir(cfg, MONTH, "lulc_nyc", "wc")
+    key = json.loads(open(f"{out}/metrics.json").read())["key"]
     again = STAGE.run(cfg, MONTH)
-    assert {r["state"] for r in again["results"]} == {"cached"}
-    # a changed remap changes the key: the published evaluation is stale until re-run
+    assert {r["state"] for r in again["results"]} == {"cached"}  # same key: nothing rewritten
+    # a changed remap (another nodata code) changes that pair's key: re-evaluated, the other pair reused
     raw = cfg.model_dump(mode="json")
     raw["evaluate"]["references"]["wc"]["nodata"] = ["40"]
     from nyceo.config import PipelineConfig
 
     cfg2 = PipelineConfig.model_validate(raw)
-    assert STAGE.inputs_key(cfg2, MONTH) != STAGE.inputs_key(cfg, MONTH)
-    assert STAGE.status(cfg2, MONTH).state == "partial"  # buildings still current, lulc stale
-    # an evaluated adapter without a published store blocks (and is reported, not raised)
+    res = {r["adapter"]: r["state"] for r in STAGE.run(cfg2, MONTH)["results"]}
+    assert res == {"lulc_nyc": "done", "buildings_nyc": "cached"}
+    assert json.loads(open(f"{out}/metrics.json").read())["key"] != key
+    # these stores were not made by infer from a stack of this configuration: infer is not current,
+    # so the stage is blocked (as mosaic) and has no inputs key; the status says why
+    st = STAGE.status(cfg2, MONTH)
+    assert st.state == "blocked" and "infer is not current for ['buildings_nyc', 'lulc_nyc']" in st.reason
+    assert STAGE.inputs_key(cfg2, MONTH) is None
+    # an evaluated adapter without a published store is reported blocked by run (not raised)
     raw["evaluate"]["references"]["wc"]["adapters"] = ["lulc_nyc", "tim_nyc"]
-    cfg3 = PipelineConfig.model_validate(raw)
-    res = {r["adapter"]: r for r in STAGE.run(cfg3, MONTH)["results"]}
-    assert res["tim_nyc"]["state"] == "blocked" and STAGE.status(cfg3, MONTH).state == "blocked"
-    assert STAGE.inputs_key(cfg3, MONTH) is None
+    res = {r["adapter"]: r for r in STAGE.run(PipelineConfig.model_validate(raw), MONTH)["results"]}
+    assert res["tim_nyc"]["state"] == "blocked" and "run `nyceo infer` first" in res["tim_nyc"]["reason"]
 
 
 def test_no_reference_means_skipped(tmp_path):

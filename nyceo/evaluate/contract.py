@@ -43,7 +43,7 @@ def evaluate_pair(config: PipelineConfig, month: str, adapter: str, reference: s
         return {"adapter": adapter, "reference": reference, "state": "blocked",
                 "reason": f"no published prediction store for {adapter} {month}; run `nyceo infer` first"}
     store, pkey = found
-    key = S.pair_key(config, month, adapter, reference)
+    key = S.pair_key(config, month, adapter, reference, found)
     out_dir = S.eval_dir(config, month, adapter, reference)
     if not force and stored_key(config, month, adapter, reference) == key:
         with fsspec.open(join(out_dir, "metrics.json"), "r") as f:
@@ -98,39 +98,43 @@ def run(config: PipelineConfig, month: str) -> dict[str, Any]:
     return run_evaluate(config, month)
 
 
+def _expected_keys(config: PipelineConfig, month: str) -> dict[tuple[str, str], str | None]:
+    """Each pair's key over the CURRENT prediction store (the one the configuration asks for);
+    None while infer is not current for that adapter."""
+    from nyceo.infer.contract import current_pred
+
+    preds = {a: current_pred(config, month, a) for a, _ in S.pairs(config)}
+    return {(a, r): S.pair_key(config, month, a, r, preds[a]) if preds[a] else None for a, r in S.pairs(config)}
+
+
 def inputs_key(config: PipelineConfig, month: str) -> str | None:
     if enabled(config):
         return None
-    keys = {f"{a}/{r}": S.pair_key(config, month, a, r) for a, r in S.pairs(config)}
+    keys = _expected_keys(config, month)
     if any(k is None for k in keys.values()):
         return None
-    return digest({"stage": "evaluate", "pairs": keys})
+    return digest({"stage": "evaluate", "pairs": {f"{a}/{r}": k for (a, r), k in sorted(keys.items())}})
 
 
 def status(config: PipelineConfig, month: str) -> Status:
+    """current: every pair's metrics.json carries the key of the current prediction store; blocked:
+    infer is not current for an evaluated adapter (mosaic's rule); else stale / partial / missing."""
     reason = enabled(config)
     if reason:
         return Status("skipped", reason=reason)
-    all_pairs = S.pairs(config)
-    ready = [(a, r) for a, r in all_pairs if published_pred(config, month, a) is not None]
-    if not ready:
-        return Status("blocked", reason="no prediction store of an evaluated adapter is published", total=len(all_pairs))
-    current = stale = 0
-    for a, r in ready:
-        stored = stored_key(config, month, a, r)
-        if stored is not None:
-            same = stored == S.pair_key(config, month, a, r)
-            current += same
-            stale += not same
-    total = len(all_pairs)
+    keys = _expected_keys(config, month)
+    stored = {p: stored_key(config, month, *p) for p in keys}
+    done = sum(k is not None and stored[p] == k for p, k in keys.items())
+    total = len(keys)
     key = inputs_key(config, month)
-    if current == total:
-        return Status("current", done=current, total=total, key=key, published_key=key)
-    if len(ready) < total and current == len(ready):
-        return Status("blocked", reason="some evaluated adapters have no published prediction store",
-                      done=current, total=total)
-    state = "partial" if current else "stale" if stale else "missing"
-    return Status(state, done=current, total=total, key=key)
+    if done == total:
+        return Status("current", done=done, total=total, key=key, published_key=key)
+    waiting = sorted({a for (a, _), k in keys.items() if k is None})
+    if waiting:
+        return Status("blocked", reason=f"infer is not current for {waiting}", done=done, total=total)
+    present = sum(v is not None for v in stored.values())
+    state = "partial" if done else "stale" if present else "missing"
+    return Status(state, done=done, total=total, key=key)
 
 
 def outputs(config: PipelineConfig, month: str) -> dict[str, str]:

@@ -78,9 +78,11 @@ def evaluate_settings(config: PipelineConfig, adapter: str, reference: str) -> d
             "boroughs": config.grid.boroughs}
 
 
-def pair_key(config: PipelineConfig, month: str, adapter: str, reference: str) -> str | None:
-    """digest(pred key, reference identity, evaluate settings, code version); None: no published store."""
-    found = published_pred(config, month, adapter)
+def pair_key(config: PipelineConfig, month: str, adapter: str, reference: str,
+             pred: tuple[str, str] | None = None) -> str | None:
+    """digest(pred key, reference identity, evaluate settings, code version) of the prediction store
+    ``pred`` ((path, pred key); default: the published one); None when there is no store."""
+    found = pred or published_pred(config, month, adapter)
     if found is None:
         return None
     store, pkey = found
