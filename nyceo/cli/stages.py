@@ -9,6 +9,19 @@ import typer
 from nyceo.cli.common import ConfigOpt, app, load_or_exit, nullcontext, split_names
 
 
+def check_args_or_exit(cfg, *months: str) -> None:
+    """Months and output roots checked before anything starts: one line on stderr, exit status 2."""
+    from nyceo.paths import check_output_root, check_processable_month
+
+    try:
+        for month in months:
+            check_processable_month(month)
+        check_output_root(cfg)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("grid")
 def grid_cmd(config: Path = ConfigOpt) -> None:
     """Build the chip grid over the configured boroughs and write its GeoParquet index."""
@@ -16,6 +29,7 @@ def grid_cmd(config: Path = ConfigOpt) -> None:
     from nyceo.grid_stage import read_grid, write_grid
 
     cfg = load_or_exit(config)
+    check_args_or_exit(cfg)
     dest = write_grid(cfg)
     chips = read_grid(dest)
     typer.echo(f"{len(chips)} chips of {cfg.grid.chip_size_px} px at {cfg.grid.resolution_m:g} m -> {dest}")
@@ -37,6 +51,7 @@ def acquire_cmd(
     from nyceo.acquire import AcquireError, run_acquire
 
     cfg = load_or_exit(config)
+    check_args_or_exit(cfg, month)
 
     def show(rec: dict) -> None:
         state = "resumed" if rec.get("resumed") else rec["status"]
@@ -75,6 +90,7 @@ def infer_cmd(
     from nyceo.infer.store import StackStoreError
 
     cfg = load_or_exit(config)
+    check_args_or_exit(cfg, month)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = split_names(adapters)
     try:
@@ -98,6 +114,7 @@ def mosaic_cmd(
     from nyceo.mosaic.stage import mosaic_month
 
     cfg = load_or_exit(config)
+    check_args_or_exit(cfg, month)
     names = split_names(adapters)
     try:
         results = mosaic_month(cfg, month, names)
@@ -119,18 +136,24 @@ def run_cmd(
     """Run the monthly flow (every stage) for one month on the Prefect engine; print its summary."""
     import json
 
-    from flows.monthly import monthly_run
-    from nyceo.progress import progress_bars
     from nyceo.status import previous_month
 
     cfg = load_or_exit(config)
     month = month or previous_month()
-    with progress_bars(cfg, month) if progress else nullcontext():
+    check_args_or_exit(cfg, month)   # before Prefect starts a server (tens of seconds)
+
+    from flows.monthly import monthly_run
+    from nyceo.cli.prefect_server import temporary_prefect_server
+    from nyceo.progress import progress_bars
+
+    # the temporary Prefect server dies with this command, even on SIGKILL (no orphan server)
+    with temporary_prefect_server(), (progress_bars(cfg, month) if progress else nullcontext()):
         state = monthly_run(month=month, config_path=str(config), return_state=True)
+        summary = state.result() if state.is_completed() else None
     if not state.is_completed():
         typer.echo(f"month {month} failed: {state.message}", err=True)
         raise typer.Exit(1)
-    typer.echo(json.dumps(state.result(), indent=2, default=str))
+    typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 @app.command("backfill")
@@ -141,10 +164,21 @@ def backfill_cmd(
     max_concurrent: int = typer.Option(2, "--max-concurrent", "-j", help="Months processed at once."),
 ) -> None:
     """Process every month from --start to --end; months already finished are skipped."""
-    from flows.backfill import backfill, format_table
+    from nyceo.status import month_range
 
-    load_or_exit(config)
-    result = backfill(start=start, end=end, config_path=str(config), max_concurrent=max_concurrent)
+    cfg = load_or_exit(config)
+    check_args_or_exit(cfg, start, end)
+    try:
+        month_range(start, end)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    from flows.backfill import backfill, format_table
+    from nyceo.cli.prefect_server import temporary_prefect_server
+
+    with temporary_prefect_server():   # dies with this command, even on SIGKILL
+        result = backfill(start=start, end=end, config_path=str(config), max_concurrent=max_concurrent)
     typer.echo(format_table(result["months"]))
     if any(r["status"] == "failed" for r in result["months"]):
         raise typer.Exit(1)
