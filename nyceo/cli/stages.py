@@ -25,11 +25,11 @@ def check_args_or_exit(cfg, *months: str) -> None:
 @app.command("grid")
 def grid_cmd(config: Path = ConfigOpt) -> None:
     """Build the chip grid over the configured boroughs and write its GeoParquet index."""
-    from nyceo.grid import counts_per_borough
-    from nyceo.grid_stage import read_grid, write_grid
-
     cfg = load_or_exit(config)
     check_args_or_exit(cfg)
+
+    from nyceo.grid import counts_per_borough
+    from nyceo.grid_stage import read_grid, write_grid
     dest = write_grid(cfg)
     chips = read_grid(dest)
     typer.echo(f"{len(chips)} chips of {cfg.grid.chip_size_px} px at {cfg.grid.resolution_m:g} m -> {dest}")
@@ -48,10 +48,10 @@ def acquire_cmd(
     """Find the month's scenes and write its 4-timestep stack (stack.zarr) on the chip grid."""
     from contextlib import nullcontext
 
-    from nyceo.acquire import AcquireError, run_acquire
-
     cfg = load_or_exit(config)
     check_args_or_exit(cfg, month)
+
+    from nyceo.acquire import AcquireError, run_acquire
 
     def show(rec: dict) -> None:
         state = "resumed" if rec.get("resumed") else rec["status"]
@@ -86,11 +86,11 @@ def infer_cmd(
     """Tiled TerraMind inference of the month's stack with every (or the named) adapter."""
     import logging
 
-    from nyceo.infer import run_infer
-    from nyceo.infer.store import StackStoreError
-
     cfg = load_or_exit(config)
     check_args_or_exit(cfg, month)
+
+    from nyceo.infer import run_infer
+    from nyceo.infer.store import StackStoreError
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = split_names(adapters)
     try:
@@ -109,12 +109,12 @@ def mosaic_cmd(
     config: Path = ConfigOpt,
 ) -> None:
     """Borough and city COGs, quicklooks and the STAC catalog of a month's predictions."""
+    cfg = load_or_exit(config)
+    check_args_or_exit(cfg, month)
+
     from nyceo.mosaic.predstore import PredStoreError
     from nyceo.mosaic.stac import update_catalog
     from nyceo.mosaic.stage import mosaic_month
-
-    cfg = load_or_exit(config)
-    check_args_or_exit(cfg, month)
     names = split_names(adapters)
     try:
         results = mosaic_month(cfg, month, names)
