@@ -4,6 +4,7 @@ output roots that are not writable folders, and the file mode of atomic writes."
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import stat
 import subprocess
@@ -18,6 +19,7 @@ from catalogs.embedded import EmbeddedCatalog
 from catalogs.embedded.missions import S2_ARCHIVE_START, month_cutoff
 from catalogs.embedded.sentinel1 import s1_acquisitions
 from catalogs.embedded.sentinel2 import s2_acquisitions
+from catalogs.embedded.writer import MARKER
 from nyceo import paths
 from nyceo.acquire import run_acquire
 from nyceo.config import load_config
@@ -88,11 +90,17 @@ def test_embedded_catalog_serves_nothing_before_the_archive_or_in_the_future(tmp
         assert cat.search("sentinel-2-l2a", BBOX, start, end) == []
         assert cat.search("sentinel-1-rtc", BBOX, start, end) == []
     assert cat.search("cop-dem-glo-30", BBOX, dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1))  # static
-    # the current month is cut at today (UTC): no scene after it, and the cut is in the unit's marker
+    # the current month is cut at today 00:00 UTC: no scene after it, and the cut is in the unit's
+    # marker (the unit is rebuilt once that day has passed)
     now = dt.datetime.now(dt.timezone.utc)
     cut = month_cutoff(now.year, now.month, now)
-    assert cut is not None and all(a.datetime < cut for a in s2_acquisitions(now.year, now.month, cut))
-    assert month_cutoff(2024, 7, now) is None
+    assert cut is not None and month_cutoff(2024, 7, now) is None
+    start = dt.datetime(now.year, now.month, 1, tzinfo=dt.timezone.utc)
+    items = cat.search("sentinel-1-rtc", BBOX, start, start + dt.timedelta(days=31))
+    assert all(it.datetime < cut for it in items)
+    assert len(items) == len(s1_acquisitions(now.year, now.month, until=cut))
+    marker = json.loads((cat.base / now.strftime("%Y-%m") / "sentinel-1-rtc" / MARKER).read_text())
+    assert marker["until"] == cut.date().isoformat()
 
 
 def test_acquire_of_a_month_without_sentinel2_is_a_typed_skip(tmp_path):
