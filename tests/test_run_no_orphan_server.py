@@ -21,14 +21,15 @@ from tests.conftest import REPO, write_config
 SERVER_APP = b"prefect.server.api.server:create_app"
 
 
-def servers_of(prefect_home: Path) -> list[int]:
-    """Live (not zombie) uvicorn Prefect servers whose PREFECT_HOME is ``prefect_home``."""
+def processes_of(prefect_home: Path, needle: bytes = b"") -> list[int]:
+    """Live (not zombie) processes whose PREFECT_HOME is ``prefect_home`` and whose command line
+    contains ``needle``."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if SERVER_APP not in (proc / "cmdline").read_bytes():
+            if needle not in (proc / "cmdline").read_bytes():
                 continue
             env = (proc / "environ").read_bytes().split(b"\0")
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -37,6 +38,11 @@ def servers_of(prefect_home: Path) -> list[int]:
         if f"PREFECT_HOME={prefect_home}".encode() in env and state != "Z":
             found.append(int(proc.name))
     return found
+
+
+def servers_of(prefect_home: Path) -> list[int]:
+    """Live uvicorn Prefect API servers of ``prefect_home``."""
+    return processes_of(prefect_home, SERVER_APP)
 
 
 def healthy(pid: int) -> bool:
@@ -81,8 +87,11 @@ def test_sigkilled_run_leaves_no_prefect_server(tmp_path):
         run.wait()
         left = wait_for(lambda: not servers_of(home), timeout_s=15) or servers_of(home)
         assert left is True, f"temporary Prefect server(s) {left} outlived the SIGKILLed run"
+        # nor does anything else of the run (dask workers, resource tracker) stay behind
+        rest = wait_for(lambda: not processes_of(home), timeout_s=15) or processes_of(home)
+        assert rest is True, f"processes {rest} of the SIGKILLed run are still alive"
     finally:
         if run.poll() is None:
             run.kill()
-        for pid in servers_of(home):   # do not leak one if the assertion failed
+        for pid in processes_of(home):   # do not leak any if an assertion failed
             os.kill(pid, signal.SIGKILL)

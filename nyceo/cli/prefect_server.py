@@ -35,6 +35,14 @@ if sys.platform.startswith("linux"):
 os.execv(sys.argv[2], sys.argv[2:])
 """
 ENV_MARKER = "NYCEO_TEMPORARY_PREFECT_SERVER"   # set to the URL while the command's own server runs
+# Prefect waits PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (20 s) counting only its own
+# 0.1 s sleeps, i.e. longer in wall time; on a loaded machine start-up (database migrations) takes
+# 30 s and more, so this waits that setting in wall-clock seconds, but at least:
+MIN_STARTUP_S = 120.0
+
+
+class PrefectServerError(RuntimeError):
+    """The temporary Prefect server did not start."""
 
 
 def _free_port() -> int:
@@ -59,16 +67,17 @@ def _wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float) -> None:
     with httpx.Client() as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"the temporary Prefect server exited with code {proc.returncode} "
-                                   f"before answering on {url}")
+                raise PrefectServerError(f"the temporary Prefect server exited with code {proc.returncode} "
+                                         f"before answering on {url}")
             try:
                 if client.get(f"{url}/health", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-    raise RuntimeError(f"the temporary Prefect server did not answer on {url} within {timeout_s:.0f} s "
-                       "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+    raise PrefectServerError(
+        f"the temporary Prefect server did not answer on {url} within {timeout_s:.0f} s; raise "
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS or run a Prefect server and export PREFECT_API_URL")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -97,7 +106,7 @@ def temporary_prefect_server() -> Iterator[str | None]:
     proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(os.getpid()), *_uvicorn_argv(port)], env=env)
     saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", ENV_MARKER)}
     try:
-        _wait_healthy(proc, url, float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
+        _wait_healthy(proc, url, max(float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()), MIN_STARTUP_S))
         os.environ.update({"PREFECT_API_URL": url, ENV_MARKER: url})
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url

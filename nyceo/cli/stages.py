@@ -143,13 +143,17 @@ def run_cmd(
     check_args_or_exit(cfg, month)   # before Prefect starts a server (tens of seconds)
 
     from flows.monthly import monthly_run
-    from nyceo.cli.prefect_server import temporary_prefect_server
+    from nyceo.cli.prefect_server import PrefectServerError, temporary_prefect_server
     from nyceo.progress import progress_bars
 
     # the temporary Prefect server dies with this command, even on SIGKILL (no orphan server)
-    with temporary_prefect_server(), (progress_bars(cfg, month) if progress else nullcontext()):
-        state = monthly_run(month=month, config_path=str(config), return_state=True)
-        summary = state.result() if state.is_completed() else None
+    try:
+        with temporary_prefect_server(), (progress_bars(cfg, month) if progress else nullcontext()):
+            state = monthly_run(month=month, config_path=str(config), return_state=True)
+            summary = state.result() if state.is_completed() else None
+    except PrefectServerError as exc:
+        typer.echo(f"month {month} not started: {exc}", err=True)
+        raise typer.Exit(1) from None
     if not state.is_completed():
         typer.echo(f"month {month} failed: {state.message}", err=True)
         raise typer.Exit(1)
