@@ -36,7 +36,7 @@ from nyceo import paths  # noqa: E402
 from nyceo.config import PipelineConfig, load_config  # noqa: E402
 from nyceo.grid import AreaGrid, Lattice  # noqa: E402
 from nyceo.infer import run_infer  # noqa: E402
-from nyceo.infer.testing import write_stack_store  # noqa: E402
+from nyceo.infer.testing import write_published_stack  # noqa: E402
 from nyceo.infer.windows import WindowPlan  # noqa: E402
 
 MONTH = "2024-07"
@@ -112,7 +112,7 @@ def timed_infer(cfg: PipelineConfig, adapters: list[str], runner) -> tuple[float
 
 def stage_stack(cfg: PipelineConfig, rows: int, cols: int) -> AreaGrid:
     area = AreaGrid(ROW0, COL0, rows, cols, Lattice.from_config(cfg.grid))
-    write_stack_store(paths.stack_store(cfg, MONTH), area, seed=5, provenance={"bench": f"{rows}x{cols}"})
+    write_published_stack(cfg, MONTH, area, seed=5, provenance={"bench": f"{rows}x{cols}"})
     return area
 
 

@@ -5,6 +5,8 @@
 - At most ``max_concurrent`` months run at once: each month is a subflow started from a thread of
   the flow's thread-pool task runner, and no more than ``max_concurrent`` are in flight.
 - One failed month neither stops the others nor loses their results: its failure is recorded.
+- Stages that read earlier months (change layers: M-1, M-12) run in a second pass, month by month
+  in chronological order, after every month's other stages: each month's predecessors exist first.
 - The flow returns (and logs) a closing table of months done, skipped and failed, with reasons.
 Harmonization across the Sentinel-2 processing-baseline change (2022-01-25) is the acquisition
 stage's job; the backfill only guarantees every month ran with the same configuration.
@@ -20,6 +22,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.monthly import check_stages, monthly_run
+from nyceo import contract
 from nyceo.config import load_config
 from nyceo.status import is_finished, month_range, read_summary
 
@@ -78,15 +81,21 @@ def backfill(
         else:
             todo.append(m)
     logger.info("backfill %s..%s: %d months, %d to run, %d at a time", start, end, len(months), len(todo), max_concurrent)
+    lagged = contract.lagged(wanted)
+    first = [s for s in wanted if s not in lagged]
     in_flight: list[PrefectFuture] = []
     for m in todo:
         if len(in_flight) >= max_concurrent:
             done = next(as_completed(in_flight))
             in_flight.remove(done)
             _record(done, rows, logger, len(rows), len(months))
-        in_flight.append(month_task.with_options(name=f"month-{m}").submit(m, str(config_path), stages, infer_deployment))
+        in_flight.append(month_task.with_options(name=f"month-{m}").submit(m, str(config_path), first, infer_deployment))
     for fut in as_completed(in_flight):
         _record(fut, rows, logger, len(rows), len(months))
+    for m in (todo if lagged else []):  # second pass: stages reading earlier months, in month order
+        if rows[m]["status"] != "failed":
+            fut = month_task.with_options(name=f"month-{m}-lagged").submit(m, str(config_path), wanted, infer_deployment)
+            _record(fut, rows, logger, len(rows) - 1, len(months))
     table = [rows[m] for m in months]
     logger.info("backfill finished in %.1f s\n%s", time.perf_counter() - t0, format_table(table))
     return {"start": start, "end": end, "months": table, "elapsed_s": round(time.perf_counter() - t0, 2)}

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.stages import StageContext, infer_local
+from flows.steps import StageContext
+from flows.steps.infer import infer_local
 from nyceo import paths
 from nyceo.config import load_config
 
@@ -18,5 +19,4 @@ def infer_month(month: str, config_path: str = "configs/demo.yaml", adapters: li
     """Predict ``adapters`` (default: all configured) over the month's stack; {adapter: pred store}."""
     config = load_config(config_path)
     ctx = StageContext(config, str(config_path), paths.check_month(month))
-    stores, _ = infer_local(ctx, sorted(adapters or config.infer.adapters))
-    return stores
+    return infer_local(ctx, sorted(adapters or config.infer.adapters))

@@ -288,16 +288,24 @@ class DaskConfig(_Strict):
     )
     threads_per_worker: int = Field(1, gt=0, description="Threads per local worker.")
     memory_limit: str = Field("auto", description="Per-worker memory limit of a local cluster.")
-    gpu_resource: str = Field(
-        "GPU", description="Dask worker resource name that marks GPU workers (dask worker --resources GPU=1)."
-    )
 
 
 class RunConfig(_Strict):
     """Where outputs go."""
 
-    name: str = Field("nyc", description="Run name, recorded in provenance.")
+    name: str = Field("nyc", description="Run name, recorded in provenance (never in a key).")
     output_root: str = Field("outputs", description="Local path or fsspec URL (s3://…) for outputs.")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for output_root (e.g. {endpoint_url: …}); applied to "
+        "every read and write of every stage (nyceo.fs). Keep credentials in the environment.",
+    )
+    lock_timeout_s: float = Field(
+        3600.0, ge=0, description="How long a run waits for another run holding the same (month, stage) lock "
+        "before failing with the holder's name.",
+    )
+    lock_stale_s: float = Field(
+        300.0, gt=0, description="A lock on another host whose heartbeat is older than this is broken.",
+    )
 
 
 class PipelineConfig(_Strict):
@@ -346,6 +354,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
             node = node.setdefault(p, {})
         node[leaf] = value
     try:
-        return PipelineConfig.model_validate(raw)
+        config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, path)) from None
+    from nyceo.fs import configure
+
+    configure(config)
+    return config

@@ -200,3 +200,14 @@ def month_status(config: PipelineConfig, month: str, names: list[str] | None = N
         except Exception as exc:  # noqa: BLE001 - a status probe must never break a report
             out[st.name] = Status("missing", reason=f"status failed: {type(exc).__name__}: {exc}")
     return out
+
+
+def lagged(names: list[str]) -> list[str]:
+    """Of ``names``, the stages that read an earlier month (a non-zero upstream offset) and every
+    stage downstream of one: a backfill runs them month by month, in order, after the others."""
+    reg = registry()
+    out: list[str] = []
+    for name, st in reg.items():
+        if any(u.month_offset for u in st.upstreams) or any(u.stage in out for u in st.upstreams):
+            out.append(name)
+    return [n for n in names if n in out]

@@ -106,7 +106,8 @@ def infer_settings(config: PipelineConfig, adapter: str) -> dict[str, Any]:
         "base": {"sha256": inf.base_sha256, "weights": inf.base_weights if not inf.base_sha256 else None,
                  "random_seed": inf.random_base_seed if inf.base_weights == "none" else None},
     }
-    if config.infer.adapters[adapter].backbone.endswith("_tim"):
+    ad = config.infer.adapters.get(adapter)
+    if ad is not None and ad.backbone.endswith("_tim"):
         out["tim"] = {"seed": inf.tim_seed, "temperature": inf.tim_temperature, "top_p": inf.tim_top_p}
     return out
 
@@ -115,6 +116,13 @@ def pred_key(stack_content_key: str, config: PipelineConfig, adapter: str,
              sha256: dict[str, str] | None = None) -> str:
     return digest({"stage": "infer", "code": CODE_VERSIONS["infer"], "stack": stack_content_key,
                    "adapter": adapter_identity(config, adapter, sha256), "infer": infer_settings(config, adapter)})
+
+
+def runner_pred_key(stack_content_key: str, config: PipelineConfig, adapter: str, runner_provenance: dict[str, Any]) -> str:
+    """Pred key for a predictor that is not a configured adapter (a stand-in model in tests and
+    benchmarks): its own provenance names it."""
+    return digest({"stage": "infer", "code": CODE_VERSIONS["infer"], "stack": stack_content_key,
+                   "runner": runner_provenance, "infer": infer_settings(config, adapter)})
 
 
 # ---- mosaic -------------------------------------------------------------------------------------

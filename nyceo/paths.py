@@ -39,11 +39,6 @@ def pred_store(config: PipelineConfig, month: str, adapter: str) -> str:
     return join(month_dir(config, month), "pred", f"{adapter}.zarr")
 
 
-def cog_path(config: PipelineConfig, month: str, adapter: str, area: str) -> str:
-    """COG of one adapter for a borough (slug) or 'nyc'."""
-    return join(month_dir(config, month), "cog", adapter, f"{area}.tif")
-
-
 def area_slug(name: str) -> str:
     """'Staten Island' -> 'staten_island'."""
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")

@@ -2,8 +2,9 @@
 
 No Prefect here. The monthly flow builds its summary with :func:`new_summary` /
 :func:`finish_summary` and writes it atomically with :func:`write_summary` to
-``outputs/<YYYY-MM>/run_summary.json``; ``nyceo status`` reads those files back together with the
-stages' own status functions (e.g. the acquisition stage's finished-block records).
+``outputs/<YYYY-MM>/run_summary.json``. Whether a month's outputs are current is never read from
+a summary: it is each registered stage's own ``status`` (``nyceo.contract``), which compares the
+published outputs' keys with the keys the configuration asks for.
 """
 
 from __future__ import annotations
@@ -11,18 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import fsspec
 
-from nyceo import paths
+from nyceo import contract, paths
 from nyceo.config import PipelineConfig
 from nyceo.io import is_remote, join, write_json_atomic
 
 SCHEDULE_TZ = "America/New_York"
-STAGES: tuple[str, ...] = ("grid", "acquire", "infer", "mosaic", "change")
-NOT_BUILT = "not built yet"
 # Stage status -> month status precedence: the worst stage decides.
 _FAIL, _SKIP = "failed", "skipped"
 
@@ -64,7 +63,7 @@ def new_summary(config: PipelineConfig, month: str, stages: list[str]) -> dict[s
         "config_hash": config.config_hash(),
         "requested_stages": list(stages),
         "started_utc": _now_utc(),
-        "stages": {s: {"status": "not requested"} for s in STAGES if s not in stages},
+        "stages": {s: {"status": "not requested"} for s in contract.stage_names() if s not in stages},
     }
 
 
@@ -102,11 +101,11 @@ def read_summary(config: PipelineConfig, month: str) -> dict[str, Any] | None:
 
 
 def is_finished(config: PipelineConfig, month: str, stages: list[str]) -> bool:
-    """True when the month's last run, with this configuration and at least ``stages``, ended
-    done or skipped (no usable data)."""
-    s = read_summary(config, month)
-    return bool(s and s.get("config_hash") == config.config_hash() and s.get("status") in ("done", _SKIP)
-                and set(stages) <= set(s.get("requested_stages", [])))
+    """True when every requested stage is current or skipped for ``month`` — or blocked behind a
+    stage that was skipped (a month without usable data is finished too)."""
+    report = contract.month_status(config, month, stages)
+    skipped_upstream = any(s.state == "skipped" for s in report.values())
+    return all(s.finished or (s.state == "blocked" and skipped_upstream) for s in report.values())
 
 
 def months_on_disk(config: PipelineConfig) -> list[str]:
@@ -120,32 +119,18 @@ def months_on_disk(config: PipelineConfig) -> list[str]:
     return sorted(n for n in names if paths.MONTH_RE.match(n))
 
 
-StageProbe = Callable[[PipelineConfig, str], dict[str, Any]]
-
-
-def month_report(config: PipelineConfig, month: str, probes: dict[str, StageProbe] | None = None) -> dict[str, Any]:
-    """One month's state: from run_summary.json, refined by the stages' own status functions.
-
-    A month with no summary but some stage progress on disk (a run that was killed) is 'partial'.
-    """
+def month_report(config: PipelineConfig, month: str) -> dict[str, Any]:
+    """One month's state per stage (current / partial / stale / missing / skipped / blocked, from
+    the stages' own status) and the last run's outcome (run_summary.json)."""
     s = read_summary(config, month)
-    row: dict[str, Any] = {"month": month, "status": "not run", "reason": ""}
+    states = contract.month_status(config, month)
+    row: dict[str, Any] = {"month": month, "stages": states, "last_run": s.get("status") if s else "never",
+                           "reason": ""}
     if s:
-        row["status"] = s.get("status", "partial")
-        if s.get("config_hash") != config.config_hash():
-            row["reason"] = "ran with another configuration"
-        failed = [f"{k}: {v.get('reason', '')}" for k, v in s["stages"].items() if v["status"] in (_FAIL, _SKIP)]
-        row["reason"] = "; ".join(filter(None, [row["reason"], *failed]))
-    for name, probe in (probes or {}).items():
-        try:
-            row[name] = probe(config, month)
-        except Exception as exc:  # a status probe must never break the report
-            row[name] = {"error": repr(exc)}
-    if row["status"] == "not run" and any(isinstance(v, dict) and v.get("done") for v in row.values()):
-        row["status"] = "partial"
-        row["reason"] = "interrupted: some work on disk, no run summary"
+        failed = [f"{k}: {v.get('reason', '')}" for k, v in s["stages"].items() if v.get("status") == _FAIL]
+        row["reason"] = "; ".join(failed)
     return row
 
 
-def status_table(config: PipelineConfig, probes: dict[str, StageProbe] | None = None) -> list[dict[str, Any]]:
-    return [month_report(config, m, probes) for m in months_on_disk(config)]
+def status_table(config: PipelineConfig) -> list[dict[str, Any]]:
+    return [month_report(config, m) for m in months_on_disk(config)]

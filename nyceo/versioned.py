@@ -92,20 +92,21 @@ def versions(final: str, storage_options: dict[str, Any] | None = None) -> dict[
     return out
 
 
-def publish(final: str, key: str, storage_options: dict[str, Any] | None = None,
-            companions: tuple[str, ...] = (".done",)) -> str:
-    """Make the finished build of ``key`` the published ``final``; remove every other version.
+def publish(final: str, key: str, build: str | None = None, extra: dict[str, Any] | None = None,
+            storage_options: dict[str, Any] | None = None, companions: tuple[str, ...] = (".done",)) -> str:
+    """Make the finished ``build`` (default: :func:`version_path` of ``key``) the published ``final``
+    with content key ``key``; then remove every other version.
 
     Order: pointer (atomic) -> local symlink (atomic) -> delete old versions and their
     ``companions`` (side folders named ``<version><companion>``). Idempotent.
     """
-    build = version_path(final, key)
-    name = build.rsplit("/", 1)[-1]
-    write_json_atomic(pointer_path(final), {"key": key, "version": name}, storage_options)
+    build = build or version_path(final, key)
+    name = build.rstrip("/").rsplit("/", 1)[-1]
+    write_json_atomic(pointer_path(final), {"key": key, "version": name, **(extra or {})}, storage_options)
     if not is_remote(final):
         _swap_symlink(Path(final), name)
-    for k16, path in versions(final, storage_options).items():
-        if k16 != key[:KEY_CHARS]:
+    for path in versions(final, storage_options).values():
+        if path.rstrip("/").rsplit("/", 1)[-1] != name:
             remove_tree(path, storage_options)
             for comp in companions:
                 remove_tree(path + comp, storage_options)

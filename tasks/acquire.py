@@ -22,12 +22,12 @@ def plan_acquire_task(config_path: str, month: str) -> dict[str, Any]:
 
 
 @task(name="acquire-block", retries=2, retry_delay_seconds=30)
-def acquire_block_task(config_path: str, month: str, block_id: str) -> dict[str, Any]:
-    """Acquire one block (no-op if already recorded); its small record (dates, scene ids, status)."""
-    return acquire_block(load_config(config_path), month, block_id)
+def acquire_block_task(config_path: str, month: str, block_id: str, store: str | None = None) -> dict[str, Any]:
+    """Acquire one block of build ``store`` (no-op if already recorded); its small record."""
+    return acquire_block(load_config(config_path), month, block_id, store=store)
 
 
 @task(name="acquire-finalize", retries=0)
-def finalize_acquire_task(config_path: str, month: str) -> dict[str, Any]:
-    """Per-chip dates and provenance; {"status": "done"|"skipped", ...}."""
-    return finalize_acquire(load_config(config_path), month)
+def finalize_acquire_task(config_path: str, month: str, store: str | None = None) -> dict[str, Any]:
+    """Per-chip dates, provenance, publish; {"status": "done"|"skipped", ...}."""
+    return finalize_acquire(load_config(config_path), month, store)

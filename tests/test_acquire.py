@@ -14,7 +14,8 @@ import yaml
 from pyproj import Transformer
 
 from catalogs.static import StaticCatalog, write_static_catalog
-from nyceo.acquire import AssetReadError, StackMismatchError, run_acquire, stack_status
+from nyceo.acquire import AssetReadError, run_acquire
+from nyceo.acquire.contract import acquire_status
 from nyceo.acquire import harmonize as hz
 from nyceo.acquire.select import select_s1_dates, select_s2_dates
 from nyceo.acquire.testing import S2Scene, dem_height, s1_power, s2_value, write_scenes
@@ -150,20 +151,32 @@ def test_end_to_end_on_dask_workers(july):
     mid_x, _ = chip_truth("r0220_c0264")
     assert (ds.s2.sel(x=mid_x[0], method="nearest").values == -32768).all()
     store = Path(cfg.run.output_root, "2024-07", "stack.zarr")
+    assert store.is_symlink() and store.resolve().name.startswith("stack@")  # the published build
     assert not (store / "s2" / "c" / "0" / "0" / "0" / "1").exists() and (store / "s2/c/0/0/0/2").exists()
     prov = ds.attrs["provenance"]
     assert prov["config_hash"] == cfg.config_hash() and "s2" in prov["selection_policy"]
+    assert prov["inputs_key"] == json.loads(Path(f"{store}.current").read_text())["key"]
     assert "S2B_MSIL2A_20240713T154809_N0510_R054_T18TWL_t0" in prov["scene_ids"]
     assert not any("20240703" in s for s in prov["scene_ids"])
     assert prov["blocks"]["b220_263"]["s1"]["window_extra_days"] == 14
-    assert stack_status(cfg, "2024-07") == {"status": "done", "store": str(store), "total": 2, "done": 2, "skipped": 0}
+    assert acquire_status(cfg, "2024-07").state == "current"
 
 
-def test_store_written_with_other_config_fails_clearly(july, catalog_path):
+def test_other_acquire_settings_build_beside_the_published_stack(july, catalog_path, tmp_path):
+    """Another output-affecting setting: the published stack stays (stale, readable) until the new
+    build is complete; read_threads (execution) and a moved output folder change nothing."""
     _, tmp, _, _ = july
-    other = load_config(make_config(tmp, catalog_path, s2_min_clear_fraction=0.3))
-    with pytest.raises(StackMismatchError, match=r"acquire\.s2_min_clear_fraction: store has 0\.05, config has 0\.3"):
-        run_acquire(other, "2024-07")
+    shutil.copytree(tmp / "outputs", tmp_path / "outputs", symlinks=True)  # moved: relative links survive
+    cfg = load_config(make_config(tmp_path, catalog_path))
+    assert acquire_status(cfg, "2024-07").state == "current"
+    threads = load_config(make_config(tmp_path, catalog_path, read_threads=1))
+    assert acquire_status(threads, "2024-07").state == "current"
+    other = load_config(make_config(tmp_path, catalog_path, s2_min_clear_fraction=0.3))
+    before = acquire_status(other, "2024-07")
+    assert before.state == "stale" and not before.rebuilding
+    assert run_acquire(other, "2024-07")["status"] == "done"
+    assert acquire_status(other, "2024-07").state == "current"
+    assert acquire_status(cfg, "2024-07").state == "stale"  # and now the first settings are the stale ones
 
 
 def test_baseline_offset_and_radar_repeat_via_cli(tmp_path, catalog_path):
@@ -195,8 +208,9 @@ def test_all_cloud_month_is_skipped_without_a_store(tmp_path, catalog_path):
     assert "0.0% clear" in result["detail"]
     month = Path(cfg.run.output_root, "2024-03")
     assert not (month / "stack.zarr").exists()
-    assert json.loads((month / "acquire" / "skipped.json").read_text())["reason"] == "no_clear_s2"
-    assert stack_status(cfg, "2024-03")["status"] == "skipped"
+    skipped = list((month / "acquire").glob("*/skipped.json"))
+    assert len(skipped) == 1 and json.loads(skipped[0].read_text())["reason"] == "no_clear_s2"
+    assert acquire_status(cfg, "2024-03").state == "skipped"
     empty = run_acquire(cfg, "2023-05")  # no scene at all
     assert empty["status"] == "skipped" and empty["reason"] == "no_s2_scenes"
 
@@ -212,8 +226,8 @@ def test_corrupt_asset_then_resume_skips_finished_blocks(tmp_path):
         run_acquire(cfg, "2024-07", catalog=StaticCatalog(catalog))
     msg = str(err.value)
     assert bad_id in msg and "'B04'" in msg and str(bad) in msg and "re-fetch" in msg
-    status = stack_status(cfg, "2024-07")
-    assert status["status"] == "partial" and status["done"] == 1 and status["total"] == 2
+    status = acquire_status(cfg, "2024-07")
+    assert status.state == "partial" and status.done == 1 and status.total == 2
     # Repair block 2's file; remove every source file of finished block 1: a re-read would fail.
     bad.write_bytes(good_bytes)
     removed = [d for kind in ("s2", "s1", "dem") for d in (tmp_path / "scenes" / kind).glob("*_t0*")]

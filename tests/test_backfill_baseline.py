@@ -41,7 +41,7 @@ EPOCH = dt.date(1970, 1, 1)
 
 def scenes_by_date(store: str) -> dict[dt.date, dict]:
     """The month's searched Sentinel-2 items (plan.json), one per acquisition date."""
-    plan = json.loads((Path(store).parent / "acquire" / "plan.json").read_text())
+    plan = json.loads(next((Path(store).parent / "acquire").glob("*/plan.json")).read_text())
     out: dict[dt.date, dict] = {}
     for item in plan["items"]["s2"]:
         day = dt.date.fromisoformat(item["properties"]["datetime"][:10])

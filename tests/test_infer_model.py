@@ -17,7 +17,7 @@ from nyceo.cli import app
 from nyceo.config import load_config
 from nyceo.grid import AreaGrid, Lattice
 from nyceo.infer.store import marker_dir
-from nyceo.infer.testing import write_stack_store
+from nyceo.infer.testing import write_published_stack
 from tests.conftest import write_config
 
 MONTH = "2024-07"
@@ -29,7 +29,7 @@ def test_cli_then_task_with_real_runner(tmp_path: Path, prefect_api: None) -> No
     area = AreaGrid(217, 251, 1, 1, Lattice.from_config(cfg.grid))
     valid = np.ones((224, 224), dtype=bool)
     valid[:, 200:] = False  # a strip without data at the east edge
-    write_stack_store(paths.stack_store(cfg, MONTH), area, seed=11, valid=valid)
+    write_published_stack(cfg, MONTH, area, seed=11, valid=valid)
 
     result = CliRunner().invoke(app, ["infer", "--month", MONTH, "-c", str(cfg_path)])
     assert result.exit_code == 0, result.output

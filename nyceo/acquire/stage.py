@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
+
+import fsspec
 
 import geopandas as gpd
 import numpy as np
 import pystac
 
 from catalogs.base import SceneCatalog
-from nyceo import paths
+from nyceo import chunks, paths, versioned
 from nyceo.acquire import store as st
 from nyceo.acquire.block import lonlat_bbox, make_job, run_block
 from nyceo.acquire.errors import AcquireError, SkipReason, Skipped
@@ -24,12 +27,14 @@ from nyceo.acquire.select import search_month
 from nyceo.config import PipelineConfig
 from nyceo.grid import AreaGrid, Lattice, blocks_for_chips, parse_chip_id
 from nyceo.io import write_json_atomic
+from nyceo.keys import stack_key
 from nyceo.provenance import base_provenance
 
 if TYPE_CHECKING:
     from distributed import Client
 
 ProgressFn = Callable[[dict[str, Any]], None]
+STACK_NDIM = {"s2": 4, "s1": 4, "dem": 2, "s2_valid": 3, "s1_valid": 3}
 SELECTION_POLICY = {
     "s2": "per block: the T dates with the highest SCL clear fraction (>= s2_min_clear_fraction) among "
           "scenes with eo:cloud_cover <= s2_max_scene_cloud_pct; fewer usable dates -> nearest repeated",
@@ -48,9 +53,9 @@ def default_catalog(config: PipelineConfig) -> SceneCatalog:
 
 def acquire_chips(config: PipelineConfig) -> gpd.GeoDataFrame:
     """The grid's chips, restricted to ``acquire.chip_ids`` when given."""
-    from nyceo.grid_stage import make_grid
+    from nyceo.grid_stage import make_grid_cached
 
-    chips = make_grid(config)
+    chips = make_grid_cached(config)
     wanted = config.acquire.chip_ids
     if wanted:
         unknown = sorted(set(wanted) - set(chips["chip_id"]))
@@ -63,14 +68,36 @@ def acquire_chips(config: PipelineConfig) -> gpd.GeoDataFrame:
     return chips
 
 
-def skipped_path(config: PipelineConfig, month: str) -> str:
-    return st.side_path(paths.stack_store(config, month), "skipped.json")
+@dataclass(frozen=True)
+class Build:
+    """Where the stack of a month and configuration is built: ``<month>/stack@<k16>.zarr``, k16 being
+    the fingerprint key (grid, catalog identity, acquire settings, month, area); published as
+    ``<month>/stack.zarr`` once complete (``nyceo.versioned``)."""
+
+    final: str
+    path: str
+    fp: dict[str, Any]
+    key: str
+    area: AreaGrid
 
 
-def _record_skip(config: PipelineConfig, month: str, skip: Skipped) -> dict[str, Any]:
-    st.remove_store(paths.stack_store(config, month))
-    out = {"month": month, "config_hash": config.config_hash(), **skip.to_dict()}
-    write_json_atomic(skipped_path(config, month), out)
+def locate(config: PipelineConfig, month: str) -> Build:
+    paths.check_month(month)
+    area = AreaGrid.from_chips(acquire_chips(config), Lattice.from_config(config.grid))
+    fp = st.fingerprint(config, month, area)
+    key = st.fingerprint_hash(fp)
+    final = paths.stack_store(config, month)
+    return Build(final, versioned.version_path(final, key), fp, key, area)
+
+
+def skipped_path(build: Build) -> str:
+    return st.side_path(build.path, "skipped.json")
+
+
+def _record_skip(build: Build, month: str, skip: Skipped) -> dict[str, Any]:
+    st.remove_store(build.path)
+    out = {"month": month, "fingerprint_key": build.key, **skip.to_dict()}
+    write_json_atomic(skipped_path(build), out)
     return out
 
 
@@ -96,40 +123,41 @@ def _item_dict(item: pystac.Item) -> dict[str, Any]:
 
 
 def plan_acquire(config: PipelineConfig, month: str, catalog: SceneCatalog | None = None) -> dict[str, Any]:
-    """Search the month's scenes once and create the store, or reuse a compatible one (resume).
+    """Search the month's scenes once and create the build's store, or reuse it (resume).
 
-    Returns {"status": "planned", "store", "blocks", "done"} or a skipped record (no store).
+    Returns {"status": "planned", "store", "blocks", "done"}, {"status": "current"} when the
+    published stack already has this fingerprint, or a skipped record (no store).
     """
-    paths.check_month(month)
+    b = locate(config, month)
+    if versioned.read_pointer(b.final) and versioned.read_pointer(b.final).get("fingerprint") == b.key:
+        return {"status": "current", "store": b.final, "build": b.path}
     chips = acquire_chips(config)
-    area = AreaGrid.from_chips(chips, Lattice.from_config(config.grid))
-    fp = st.fingerprint(config, month, area)
-    store = paths.stack_store(config, month)
-    blocks = {b.block_id: list(b.chip_ids) for b in blocks_for_chips(chips, config.grid.block_size_chips)}
-    exists = st.check_compatible(store, fp)
-    plan = st.read_side_json(store, "plan.json") if exists else None
+    blocks = {blk.block_id: list(blk.chip_ids) for blk in blocks_for_chips(chips, config.grid.block_size_chips)}
+    exists = st.check_compatible(b.path, b.fp)
+    plan = st.read_side_json(b.path, "plan.json") if exists else None
     if plan is None:
         catalog = catalog or default_catalog(config)
-        bbox_ll = lonlat_bbox(config.grid.crs, area.bounds)
+        bbox_ll = lonlat_bbox(config.grid.crs, b.area.bounds)
         found = search_month(catalog, config, bbox_ll, month)
         skip = _month_skip(found, config, month)
         if skip is not None:
-            return _record_skip(config, month, skip)
-        st.remove_file(skipped_path(config, month))  # an earlier skip no longer holds
-        st.create_store(store, config, area, fp)
+            return _record_skip(b, month, skip)
+        st.remove_file(skipped_path(b))  # an earlier skip no longer holds
+        st.create_store(b.path, config, b.area, b.fp)
         plan = {"month": month, "catalog": catalog.name, "bbox_lonlat": bbox_ll,
-                "area": fp["area"], "blocks": blocks,
+                "area": b.fp["area"], "blocks": blocks,
                 "items": {k: [_item_dict(i) for i in v] for k, v in found.items()}}
-        st.write_side_json(store, plan, "plan.json")
-    done = sorted(st.block_records(store))
-    return {"status": "planned", "store": store, "blocks": sorted(blocks), "done": done,
+        st.write_side_json(b.path, plan, "plan.json")
+    done = sorted(st.block_records(b.path))
+    return {"status": "planned", "store": b.path, "blocks": sorted(plan["blocks"]), "done": done,
             "scenes": {k: len(v) for k, v in plan["items"].items()}}
 
 
 def acquire_block(config: PipelineConfig, month: str, block_id: str,
-                  catalog: SceneCatalog | None = None) -> dict[str, Any]:
-    """Acquire one block (skipped at once if already recorded); return its small record."""
-    store = paths.stack_store(config, month)
+                  catalog: SceneCatalog | None = None, store: str | None = None) -> dict[str, Any]:
+    """Acquire one block of the build ``store`` (default: this configuration's build), skipped at
+    once if already recorded; return its small record."""
+    store = store or locate(config, month).path
     records = st.read_side_json(store, "blocks", f"{block_id}.json")
     if records is not None:
         return {**records, "resumed": True}
@@ -138,10 +166,13 @@ def acquire_block(config: PipelineConfig, month: str, block_id: str,
         raise AcquireError(f"{store} has no acquisition plan; run plan_acquire (or `nyceo acquire`) first")
     if block_id not in plan["blocks"]:
         raise AcquireError(f"block {block_id} is not in the plan of {store}; blocks: {sorted(plan['blocks'])[:8]}")
-    record = run_block(config, make_job(plan, block_id, config), catalog or default_catalog(config), store)
+    job = make_job(plan, block_id, config)
+    record = run_block(config, job, catalog or default_catalog(config), store)
     # The persisted record is a pure function of the inputs (byte-identical on a re-run); the
-    # wall time is telemetry and is only returned.
+    # wall time is telemetry and is only returned. It lists the chunk files the block wrote.
     persisted = {k: v for k, v in record.items() if k != "elapsed_s"}
+    a = job.area
+    persisted["chunks"] = chunks.manifest(store, STACK_NDIM, [(r - a.row0, c - a.col0) for r, c in job.chips])
     st.write_side_json(store, persisted, "blocks", f"{block_id}.json")
     return {**record, "resumed": False}
 
@@ -163,9 +194,14 @@ def _date_arrays(plan: dict[str, Any], records: dict[str, dict[str, Any]], times
     return s2, s1
 
 
-def finalize_acquire(config: PipelineConfig, month: str) -> dict[str, Any]:
-    """After every block: per-chip dates, provenance; a month with no block done is skipped."""
-    store = paths.stack_store(config, month)
+def finalize_acquire(config: PipelineConfig, month: str, store: str | None = None) -> dict[str, Any]:
+    """After every block: per-chip dates, provenance, content key; publish the build as stack.zarr."""
+    b = locate(config, month)
+    store = store or b.path
+    if store == b.path and (versioned.read_pointer(b.final) or {}).get("fingerprint") == b.key:
+        ptr = versioned.read_pointer(b.final)
+        return {"status": "done", "store": b.final, "key": ptr["key"], "blocks_done": None, "blocks_skipped": None,
+                "scenes": None, "already_published": True}
     plan = st.read_side_json(store, "plan.json")
     if plan is None:
         raise AcquireError(f"{store} has no acquisition plan; run `nyceo acquire` for {month}")
@@ -179,7 +215,7 @@ def finalize_acquire(config: PipelineConfig, month: str) -> dict[str, Any]:
         reasons = Counter(r["reason"] for r in records.values())
         reason = SkipReason(reasons.most_common(1)[0][0])
         details = "; ".join(sorted({r["detail"] for r in records.values()})[:3])
-        return _record_skip(config, month, Skipped(reason, details))
+        return _record_skip(b, month, Skipped(reason, details))
     s2_dates, s1_dates = _date_arrays(plan, records, config.acquire.timesteps)
     st.write_dates(store, "s2_date", s2_dates)
     st.write_dates(store, "s1_date", s1_dates)
@@ -188,69 +224,57 @@ def finalize_acquire(config: PipelineConfig, month: str) -> dict[str, Any]:
                                          Lattice.from_config(config.grid)))
     scenes = sorted({s for r in done.values() for k in ("s2_scenes", "s1_scenes")
                      for ids in r[k].values() for s in ids} | {s for r in done.values() for s in r["dem_scenes"]})
+    offered = sorted(i["id"] for items in plan["items"].values() for i in items)
+    content_key = stack_key(b.fp, offered)
     prov = base_provenance(config, "acquire", month=month, catalog=plan["catalog"],
-                           selection_policy=SELECTION_POLICY, scene_ids=scenes,
+                           selection_policy=SELECTION_POLICY, scene_ids=scenes, inputs_key=content_key,
+                           fingerprint_key=b.key,
                            blocks={k: {x: r.get(x) for x in ("status", "reason", "s2_dates", "s2_scenes", "s1",
                                                              "s1_scenes", "dem_scenes", "s2_clear_fraction")
                                        if x in r} for k, r in sorted(records.items())})
-    st.set_attrs(store, provenance=prov)
+    st.set_attrs(store, provenance=prov, inputs_key=content_key)
     st.write_side_json(store, {"complete": True, "blocks_done": len(done)}, "complete.json")
-    return {"status": "done", "store": store, "blocks_done": len(done),
+    publish_stack(b, content_key)
+    return {"status": "done", "store": b.final, "key": content_key, "blocks_done": len(done),
             "blocks_skipped": len(records) - len(done), "scenes": len(scenes)}
 
 
-def _block_entry(config: PipelineConfig, month: str, block_id: str, catalog: SceneCatalog | None) -> dict[str, Any]:
-    return acquire_block(config, month, block_id, catalog)
+def publish_stack(b: Build, content_key: str) -> None:
+    """Swap the pointer (and local link) to this build; then drop other builds and their side folders."""
+    versioned.publish(b.final, content_key, build=b.path, extra={"fingerprint": b.key})
+    side_root = st.side_path(b.path).rstrip("/").rsplit("/", 1)[0]
+    fs, p = fsspec.core.url_to_fs(side_root)
+    for entry in (fs.ls(p, detail=False) if fs.exists(p) else []):
+        if entry.rstrip("/").rsplit("/", 1)[-1] not in (b.key[:versioned.KEY_CHARS],):
+            fs.rm(entry, recursive=True)
+
+
+def _block_entry(config: PipelineConfig, month: str, block_id: str, catalog: SceneCatalog | None,
+                 store: str) -> dict[str, Any]:
+    return acquire_block(config, month, block_id, catalog, store)
 
 
 def run_acquire(config: PipelineConfig, month: str, client: "Client | None" = None,
                 catalog: SceneCatalog | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Plan, acquire every unfinished block (in parallel on ``client`` when given), finalize."""
     planned = plan_acquire(config, month, catalog)
+    if planned["status"] == "current":
+        return {"status": "done", "store": planned["store"], "blocks_done": 0, "blocks_skipped": 0,
+                "blocks_resumed": 0, "already_published": True}
     if planned["status"] != "planned":
         return planned
     todo = [b for b in planned["blocks"] if b not in set(planned["done"])]
     report = progress or (lambda rec: None)
     if client is None:
         for bid in todo:
-            report(acquire_block(config, month, bid, catalog))
+            report(acquire_block(config, month, bid, catalog, planned["store"]))
     else:
         from distributed import as_completed
 
-        futures = [client.submit(_block_entry, config, month, bid, catalog, key=f"acquire-{month}-{bid}",
-                                 pure=False) for bid in todo]
+        futures = [client.submit(_block_entry, config, month, bid, catalog, planned["store"],
+                                 key=f"acquire-{month}-{bid}", pure=False) for bid in todo]
         for fut in as_completed(futures):
             report(fut.result())
-    result = finalize_acquire(config, month)
+    result = finalize_acquire(config, month, planned["store"])
     result["blocks_resumed"] = len(planned["done"])
     return result
-
-
-def stack_status(config: PipelineConfig, month: str) -> dict[str, Any]:
-    """Where a month's acquisition stands: {"status", "store", "done", "skipped", "total"}."""
-    store = paths.stack_store(config, month)
-    plan = st.read_side_json(store, "plan.json")
-    if plan is None:
-        skipped = _read_json(skipped_path(config, month))
-        if skipped is not None:
-            return {"status": "skipped", "store": store, "reason": skipped["reason"],
-                    "detail": skipped["detail"], "done": 0, "total": 0}
-        return {"status": "missing", "store": store, "done": 0, "skipped": 0, "total": None}
-    records = st.block_records(store)
-    total = len(plan["blocks"])
-    complete = st.read_side_json(store, "complete.json") is not None
-    return {"status": "done" if complete else "partial", "store": store, "total": total,
-            "done": sum(r["status"] == "done" for r in records.values()),
-            "skipped": sum(r["status"] == "skipped" for r in records.values())}
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
-    import json
-
-    import fsspec
-
-    fs, p = fsspec.core.url_to_fs(path)
-    if not fs.exists(p):
-        return None
-    with fs.open(p, "r") as f:
-        return json.load(f)

@@ -6,7 +6,10 @@ int16 (time, s2_band, y, x), ``s1`` float32 (time, s1_band, y, x), ``dem`` float
 (time, chip_row, chip_col; written once at finalize). Side files beside the store, in
 ``<YYYY-MM>/acquire/`` (outside the Zarr hierarchy so readers see no foreign objects):
 ``plan.json`` (searched scenes), ``blocks/<block_id>.json`` (one atomic record per finished block,
-so parallel workers never race on a shared attribute), ``complete.json``, ``skipped.json``.
+so parallel workers never race on a shared attribute, listing the chunk files it wrote),
+``complete.json``, ``skipped.json``. Each build (``stack@<k16>.zarr``, k16 = its fingerprint key)
+has its own side folder ``<YYYY-MM>/acquire/<k16>/``; ``nyceo.versioned`` publishes a finished build
+as ``stack.zarr``.
 """
 
 from __future__ import annotations
@@ -45,18 +48,18 @@ def compressors(name: str) -> list[Any]:
 
 
 def fingerprint(config: PipelineConfig, month: str, area: AreaGrid) -> dict[str, Any]:
-    """Everything that decides the stack's content: grid, catalog, acquire settings, month, area."""
-    return {
-        "month": month,
-        "grid": config.grid.model_dump(mode="json"),
-        "catalog": config.catalog.model_dump(mode="json"),
-        "acquire": config.acquire.model_dump(mode="json"),
-        "area": {"row0": area.row0, "col0": area.col0, "n_rows": area.n_rows, "n_cols": area.n_cols},
-    }
+    """Everything that decides the stack's content before the search (``nyceo.keys.stack_fingerprint``):
+    grid, catalog identity, acquire settings (not read_threads), month, area."""
+    from nyceo.keys import stack_fingerprint
+
+    return stack_fingerprint(config, month, {"row0": area.row0, "col0": area.col0, "n_rows": area.n_rows,
+                                              "n_cols": area.n_cols})
 
 
 def fingerprint_hash(fp: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fp, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    from nyceo.keys import digest
+
+    return digest(fp)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -166,8 +169,11 @@ def set_attrs(path: str, **attrs: Any) -> None:
 
 
 def side_path(store: str, *parts: str) -> str:
-    """A path in the store's side folder (``<month>/acquire/``)."""
-    return join(store.rstrip("/").rsplit("/", 1)[0], "acquire", *parts)
+    """A path in a stack build's side folder: ``<month>/stack@<k16>.zarr`` -> ``<month>/acquire/<k16>/``
+    (outside the Zarr hierarchy, one folder per build, removed with it)."""
+    parent, _, name = store.rstrip("/").rpartition("/")
+    build = name.rsplit(".", 1)[0].partition("@")[2] or "unversioned"
+    return join(parent, "acquire", build, *parts)
 
 
 def write_side_json(store: str, obj: Any, *parts: str) -> None:

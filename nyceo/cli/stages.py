@@ -44,6 +44,9 @@ def acquire_cmd(
     parallel: bool = typer.Option(
         False, "--parallel/--serial", help="Run blocks on dask worker processes (dask section of the config)."
     ),
+    rebuild_blocks: str = typer.Option(
+        None, "--rebuild-blocks", help="Comma-separated block ids (e.g. b027_033) to re-acquire: for a damaged "
+        "chunk named by an error, or 'damaged' for every block whose chunk files are missing or changed."),
 ) -> None:
     """Find the month's scenes and write its 4-timestep stack (stack.zarr) on the chip grid."""
     from contextlib import nullcontext
@@ -52,6 +55,18 @@ def acquire_cmd(
     check_args_or_exit(cfg, month)
 
     from nyceo.acquire import AcquireError, run_acquire
+    from nyceo.acquire.contract import damaged_blocks, invalidate_blocks
+    from nyceo.locks import LockedError, stage_lock
+
+    if rebuild_blocks:
+        names = sorted(damaged_blocks(cfg, month)) if rebuild_blocks == "damaged" else split_names(rebuild_blocks)
+        try:
+            if names:
+                invalidate_blocks(cfg, month, names)
+        except ValueError as exc:
+            typer.echo(f"acquire {month}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"re-acquiring block(s) {names or 'none (no damaged block found)'}")
 
     def show(rec: dict) -> None:
         state = "resumed" if rec.get("resumed") else rec["status"]
@@ -65,13 +80,15 @@ def acquire_cmd(
     else:
         ctx = nullcontext(None)
     try:
-        with ctx as client:
+        with stage_lock(cfg, month, "acquire"), ctx as client:
             result = run_acquire(cfg, month, client=client, progress=show)
-    except (AcquireError, ValueError) as exc:
+    except (AcquireError, ValueError, LockedError) as exc:
         typer.echo(f"acquire {month} failed: {exc}", err=True)
         raise typer.Exit(1) from None
     if result["status"] == "skipped":
         typer.echo(f"{month} skipped: {result['reason']}: {result['detail']}")
+    elif result.get("already_published"):
+        typer.echo(f"{month} up to date -> {result['store']}")
     else:
         typer.echo(f"{month} done: {result['blocks_done']} block(s) written, {result['blocks_skipped']} skipped, "
                    f"{result['blocks_resumed']} already finished -> {result['store']}")
@@ -91,11 +108,14 @@ def infer_cmd(
 
     from nyceo.infer import run_infer
     from nyceo.infer.store import StackStoreError
+    from nyceo.locks import LockedError, stage_lock
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = split_names(adapters)
     try:
-        out = run_infer(cfg, month, names)
-    except (StackStoreError, ValueError, KeyError) as exc:
+        with stage_lock(cfg, month, "infer"):
+            out = run_infer(cfg, month, names)
+    except (StackStoreError, ValueError, KeyError, LockedError) as exc:
         typer.echo(f"infer {month} failed: {exc}", err=True)
         raise typer.Exit(1) from None
     for name, path in out.items():
@@ -112,14 +132,17 @@ def mosaic_cmd(
     cfg = load_or_exit(config)
     check_args_or_exit(cfg, month)
 
+    from nyceo.locks import LockedError, stage_lock
     from nyceo.mosaic.predstore import PredStoreError
     from nyceo.mosaic.stac import update_catalog
     from nyceo.mosaic.stage import mosaic_month
+
     names = split_names(adapters)
     try:
-        results = mosaic_month(cfg, month, names)
-        catalog = update_catalog(cfg, month, names)
-    except (PredStoreError, ValueError, KeyError) as exc:
+        with stage_lock(cfg, month, "mosaic"):
+            results = mosaic_month(cfg, month, names)
+            catalog = update_catalog(cfg, month, names)
+    except (PredStoreError, ValueError, KeyError, LockedError) as exc:
         typer.echo(f"mosaic {month} failed: {exc}", err=True)
         raise typer.Exit(1) from None
     for r in results:
@@ -190,24 +213,23 @@ def backfill_cmd(
 
 @app.command("status")
 def status_cmd(config: Path = ConfigOpt) -> None:
-    """Which months are complete, partial, skipped or failed (run summaries + stage records)."""
-    from nyceo.progress import PROBES
+    """Per month and stage: current / stale (rebuild in progress) / partial / missing / skipped / blocked."""
+    from nyceo import contract
     from nyceo.status import status_table
 
     cfg = load_or_exit(config)
-    rows = status_table(cfg, probes=PROBES)
+    rows = status_table(cfg)
     if not rows:
         typer.echo(f"no months under {cfg.run.output_root}")
         return
-    typer.echo(f"{'month':<8} {'status':<9} {'acquire':>9} {'infer':>9} {'mosaic':>7}  reason")
+    names = [s.name for s in contract.stages() if s.per_month]
+    typer.echo(f"{'month':<8} " + " ".join(f"{n:<16}" for n in names) + " last run")
     for r in rows:
-        cells = [f"{r[k].get('done', 0)}/{r[k].get('total') or '?'}" for k in ("acquire", "infer", "mosaic")]
-        typer.echo(f"{r['month']:<8} {r['status']:<9} {cells[0]:>9} {cells[1]:>9} {cells[2]:>7}  {r['reason']}")
-
-
-def nullcontext():
-    from contextlib import nullcontext
-
-    return nullcontext()
-
-
+        cells = [r["stages"][n].describe() if n in r["stages"] else "-" for n in names]
+        typer.echo(f"{r['month']:<8} " + " ".join(f"{c:<16}" for c in cells) + f" {r['last_run']}")
+        for n in names:
+            st = r["stages"].get(n)
+            if st and st.state not in ("current", "missing") and st.reason:
+                typer.echo(f"         {n}: {st.reason}")
+        if r["reason"]:
+            typer.echo(f"         last run failed: {r['reason']}")

@@ -11,7 +11,6 @@ never mixed into a new run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -83,17 +82,48 @@ class StackStore:
         self.n_time = int(self.group["s2"].shape[0])
 
     def read(self, box: tuple[int, int, int, int]) -> StackBlock:
-        """Read every variable over area pixels ``[y0, y1) x [x0, x1)``."""
+        """Read every variable over area pixels ``[y0, y1) x [x0, x1)``; a chunk that cannot be
+        decoded raises :class:`StackChunkError` naming the store, array, chunk and chip."""
         y0, y1, x0, x1 = box
         ys, xs = slice(y0, y1), slice(x0, x1)
-        g = self.group
         return StackBlock(
-            s2=np.asarray(g["s2"][:, :, ys, xs], dtype=np.int16),
-            s2_valid=np.asarray(g["s2_valid"][:, ys, xs], dtype=np.uint8),
-            s1=np.asarray(g["s1"][:, :, ys, xs], dtype=np.float32),
-            s1_valid=np.asarray(g["s1_valid"][:, ys, xs], dtype=np.uint8),
-            dem=np.asarray(g["dem"][ys, xs], dtype=np.float32),
+            s2=self._read("s2", (slice(None), slice(None), ys, xs), np.int16),
+            s2_valid=self._read("s2_valid", (slice(None), ys, xs), np.uint8),
+            s1=self._read("s1", (slice(None), slice(None), ys, xs), np.float32),
+            s1_valid=self._read("s1_valid", (slice(None), ys, xs), np.uint8),
+            dem=self._read("dem", (ys, xs), np.float32),
         )
+
+    def _read(self, name: str, sel: tuple[slice, ...], dtype: Any) -> np.ndarray:
+        try:
+            return np.asarray(self.group[name][sel], dtype=dtype)
+        except Exception as exc:  # zarr raises codec-specific errors (blosc, zstd, shape) for bad bytes
+            raise self._locate_bad_chunk(name, sel, exc) from exc
+
+    def _locate_bad_chunk(self, name: str, sel: tuple[slice, ...], exc: Exception) -> "StackChunkError":
+        size = self.area.lattice.chip_size_px
+        ys, xs = sel[-2], sel[-1]
+        arr = self.group[name]
+        for r in range(ys.start // size, -(-ys.stop // size)):
+            for c in range(xs.start // size, -(-xs.stop // size)):
+                try:
+                    arr[(*sel[:-2], slice(r * size, (r + 1) * size), slice(c * size, (c + 1) * size))]
+                except Exception:  # noqa: BLE001 - this is the chunk we are looking for
+                    return StackChunkError(self.path, name, r, c, self.area, exc)
+        return StackChunkError(self.path, name, -1, -1, self.area, exc)
+
+
+class StackChunkError(StackStoreError):
+    """A chunk of the stack store cannot be decoded (damaged file)."""
+
+    def __init__(self, path: str, array: str, row: int, col: int, area: AreaGrid, exc: Exception) -> None:
+        from nyceo.grid import chip_id
+
+        self.path, self.array = path, array
+        self.chip_id = chip_id(area.row0 + row, area.col0 + col) if row >= 0 else None
+        where = f"chunk {array}/c/.../{row}/{col} (chip {self.chip_id})" if row >= 0 else f"array {array}"
+        super().__init__(f"stack store {path}: {where} cannot be decoded ({type(exc).__name__}: {exc}); "
+                         "the file is damaged")
 
 
 def _area_from_coords(path: str, y: np.ndarray, x: np.ndarray, lattice: Lattice) -> AreaGrid:
@@ -115,15 +145,6 @@ def _area_from_coords(path: str, y: np.ndarray, x: np.ndarray, lattice: Lattice)
     return AreaGrid(int(round(row_f)), int(round(col_f)), len(y) // size, len(x) // size, lattice)
 
 
-def inputs_key(stack_provenance: dict[str, Any], adapter_provenance: dict[str, Any], infer_hash: str) -> str:
-    """sha256 naming everything a prediction store depends on."""
-    blob = json.dumps(
-        {"stack": stack_provenance, "adapter": adapter_provenance, "infer_config": infer_hash},
-        sort_keys=True, separators=(",", ":"), default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def marker_dir(pred_path: str) -> str:
     return f"{pred_path.rstrip('/')}.done"
 
@@ -143,8 +164,34 @@ def block_done(pred_path: str, block_id: str, key: str) -> bool:
         return False
 
 
-def mark_block_done(pred_path: str, block_id: str, key: str, n_windows: int) -> None:
-    write_json_atomic(_marker(pred_path, block_id), {"block_id": block_id, "inputs_key": key, "n_windows": n_windows})
+def mark_block_done(pred_path: str, block_id: str, key: str, n_windows: int, chunks: dict[str, int]) -> None:
+    """Record a finished block with the chunk files it wrote (``nyceo.chunks.manifest``)."""
+    write_json_atomic(_marker(pred_path, block_id), {"block_id": block_id, "inputs_key": key,
+                                                     "n_windows": n_windows, "chunks": chunks})
+
+
+def block_markers(pred_path: str) -> dict[str, dict[str, Any]]:
+    """Every finished-block record of a prediction store build, by block id."""
+    import fsspec
+
+    fs, p = fsspec.core.url_to_fs(marker_dir(pred_path))
+    if not fs.exists(p):
+        return {}
+    out = {}
+    for f in fs.ls(p, detail=False):
+        name = f.rsplit("/", 1)[-1]
+        if name.endswith(".json") and not name.startswith("."):
+            with fs.open(f, "r") as fh:
+                out[name[:-5]] = json.load(fh)
+    return out
+
+
+def remove_marker(pred_path: str, block_id: str) -> None:
+    import fsspec
+
+    fs, p = fsspec.core.url_to_fs(_marker(pred_path, block_id))
+    if fs.exists(p):
+        fs.rm(p)
 
 
 def _remove_tree(path: str) -> None:

@@ -87,6 +87,21 @@ def write_stack_store(
     return path
 
 
+def write_published_stack(config: Any, month: str, area: AreaGrid, seed: int, **kw: Any) -> str:
+    """A seeded stack written as this configuration's build of ``month`` and published (pointer +
+    link), as the acquire stage would: the infer stage reads only published stacks."""
+    from nyceo import versioned
+    from nyceo.acquire.stage import locate
+    from nyceo.keys import digest
+
+    b = locate(config, month)
+    write_stack_store(b.path, area, seed, crs=config.grid.crs, **kw)
+    content_key = digest({"synthetic_stack": seed, "area": [area.row0, area.col0, area.n_rows, area.n_cols],
+                          "kw": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in kw.items()}})
+    versioned.publish(b.final, content_key, build=b.path, extra={"fingerprint": b.key})
+    return b.final
+
+
 class SmoothStandIn:
     """Stand-in model whose probabilities are smooth functions of map position.
 

@@ -120,6 +120,18 @@ def _read_json(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any]:
     return json.loads(fs.cat_file(path))
 
 
+def _write_if_changed(dest: str, obj: dict[str, Any], so: dict[str, Any]) -> None:
+    """Write ``obj`` atomically unless ``dest`` already holds exactly it (a re-run leaves the
+    catalog's bytes and mtimes untouched)."""
+    fs, p = fsspec.core.url_to_fs(dest, **so)
+    try:
+        if json.loads(fs.cat_file(p)) == json.loads(json.dumps(obj, default=str)):
+            return
+    except (FileNotFoundError, ValueError):
+        pass
+    write_json_atomic(dest, obj, so)
+
+
 def write_collection(config: PipelineConfig, adapter: str) -> str:
     """Rewrite ``stac/<adapter>/collection.json`` listing every item JSON on the store."""
     so = layout.storage_options(config)
@@ -145,7 +157,7 @@ def write_collection(config: PipelineConfig, adapter: str) -> str:
     _links(d, rel, layout.CATALOG_REL)
     d["links"] += [{"rel": "item", "href": posixpath.relpath(posixpath.relpath(p, root), posixpath.dirname(rel)),
                     "type": pystac.MediaType.GEOJSON} for p in item_paths]
-    write_json_atomic(layout.out_path(config, rel), d, so)
+    _write_if_changed(layout.out_path(config, rel), d, so)
     return rel
 
 
@@ -160,7 +172,7 @@ def write_root_catalog(config: PipelineConfig) -> str:
     d = cat.to_dict(include_self_link=False, transform_hrefs=False)
     d["links"] = [{"rel": "root", "href": "./catalog.json", "type": pystac.MediaType.JSON}] + [
         {"rel": "child", "href": "./" + posixpath.relpath(p, root), "type": pystac.MediaType.JSON} for p in colls]
-    write_json_atomic(layout.out_path(config, layout.CATALOG_REL), d, so)
+    _write_if_changed(layout.out_path(config, layout.CATALOG_REL), d, so)
     return layout.CATALOG_REL
 
 
@@ -175,7 +187,7 @@ def update_catalog(config: PipelineConfig, month: str, adapters: list[str] | Non
             _links(d, rel, layout.collection_rel(adapter))
             d["links"][1]["rel"] = "collection"
             d["links"].append({**d["links"][1], "rel": "parent"})
-            write_json_atomic(layout.out_path(config, rel), d, so)
+            _write_if_changed(layout.out_path(config, rel), d, so)
         write_collection(config, adapter)
     write_root_catalog(config)
     return layout.out_path(config, layout.CATALOG_REL)

@@ -1,4 +1,7 @@
-"""The mosaic stage: one adapter x area -> clipped COGs, category sidecar, quicklook, thumbnail.
+"""The mosaic stage: one adapter -> clipped COGs, category sidecar, quicklook, thumbnail per area.
+
+The published (complete, current) prediction store of an adapter is read once — its chunk
+manifests checked first, a damaged or missing chunk refused — and every area is clipped from it.
 
 Files are staged in a temporary folder (beside the final files for a local output root, so the
 final ``os.replace`` is atomic; in the system temp folder for a remote root, then uploaded with
@@ -9,7 +12,6 @@ area and the software version) is not rewritten.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 from rasterio.windows import transform as window_transform
 
 from nyceo import __version__
@@ -28,9 +31,9 @@ from nyceo.mosaic import layout
 from nyceo.mosaic.clip import Area, area_mask, area_window, get_area
 from nyceo.mosaic.cog import (CogBand, category_sidecar_xml, class_colormap, provenance_tags,
                               read_input_key, write_cog)
-from nyceo.mosaic.predstore import NODATA, PROB_SCALE, PredStore, content_fingerprint, open_pred_store
+from nyceo.keys import mosaic_key
+from nyceo.mosaic.predstore import NODATA, PROB_SCALE, PredStore, PredStoreError, open_pred_store
 from nyceo.mosaic.quicklook import read_downsampled, render_quicklook, render_thumbnail
-from nyceo.paths import pred_store
 from nyceo.provenance import base_provenance
 
 
@@ -69,15 +72,9 @@ def output_rels(config: PipelineConfig, month: str, adapter: str, area: str) -> 
     return rels
 
 
-def input_key(config: PipelineConfig, store: PredStore, adapter: str, area: str) -> str:
-    """sha256 of everything an area's outputs are made from."""
-    mosaic = config.mosaic.model_dump(mode="json", exclude={"output_root", "storage_options"})
-    spec = {"pred_provenance": store.provenance, "pred_files": content_fingerprint(store.path),
-            "pred_inputs_key": store.group.attrs.get("inputs_key"), "mosaic": mosaic, "area": area, "adapter": adapter,
-            "classes": list(config.infer.adapters[adapter].classes),
-            "colors": list(config.infer.adapters[adapter].colors),
-            "grid": [config.grid.crs, config.grid.resolution_m], "software": __version__}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+def input_key(config: PipelineConfig, pred_key_: str, adapter: str, area: str) -> str:
+    """The area's key: pred key + mosaic settings + classes/colours + area (``nyceo.keys.mosaic_key``)."""
+    return mosaic_key(pred_key_, config, adapter, area)
 
 
 def _exists(path: str, storage_options: dict[str, Any]) -> bool:
@@ -139,7 +136,7 @@ def _layer_band(config: PipelineConfig, adapter: str, layer: str) -> tuple[CogBa
         list(acfg.classes).index(name)
 
 
-def _stage_files(config: PipelineConfig, month: str, adapter: str, area: Area, store: PredStore,
+def _stage_files(config: PipelineConfig, month: str, adapter: str, area: Area, store: "LoadedPred",
                  rels: dict[str, str], key: str, staging: Path) -> list[tuple[Path, str]]:
     window = area_window(area.geometry, store.transform, store.height_px, store.width_px)
     wt = window_transform(window, store.transform)
@@ -168,26 +165,137 @@ def _stage_files(config: PipelineConfig, month: str, adapter: str, area: Area, s
     return staged + [(ql, rels["quicklook"]), (th, rels["thumbnail"])]
 
 
-def mosaic_area(config: PipelineConfig, month: str, adapter: str, area_slug: str,
-                force: bool = False) -> AreaOutputs:
-    """Publish the COGs, category sidecar, quicklook and thumbnail of one adapter x area."""
+class LoadedPred:
+    """The layers of a prediction store held in memory (read once per adapter, clipped per area)."""
+
+    def __init__(self, store: PredStore, layers: dict[str, np.ndarray]) -> None:
+        self.store, self.layers = store, layers
+        self.path, self.transform, self.crs = store.path, store.transform, store.crs
+        self.height_px, self.width_px, self.provenance = store.height_px, store.width_px, store.provenance
+
+    def read(self, layer: str, window: Any, class_index: int | None = None) -> np.ndarray:
+        rows, cols = window.toslices()
+        name = f"probability:{class_index}" if layer == "probability" else ("class_map" if layer == "class" else layer)
+        return self.layers[name][rows, cols].copy()
+
+
+def load_current_pred(config: PipelineConfig, month: str, adapter: str) -> tuple[LoadedPred, str]:
+    """The current, complete prediction store of ``adapter`` (checked, then read once) and its key.
+
+    Refuses a store that is not published with the key the configuration asks for, and one whose
+    chunks are missing or cannot be decoded (those blocks are invalidated so `nyceo infer` rewrites them).
+    """
+    from nyceo.infer.contract import adapter_status, current_pred, damaged_blocks, invalidate_pred_blocks
+
+    found = current_pred(config, month, adapter)
+    if found is None:
+        st = adapter_status(config, month, adapter)
+        raise PredStoreError(
+            f"predictions of adapter '{adapter}' for {month} are not complete and current ({st.describe()}"
+            f"{': ' + st.reason if st.reason else ''}); run `nyceo infer --month {month} -a {adapter} -c CONFIG` first")
+    bad = damaged_blocks(config, month, adapter)
+    if bad:
+        invalidate_pred_blocks(config, month, adapter, sorted(bad))
+        raise PredStoreError(
+            f"prediction store {found[0]} is damaged: chunk files missing or changed in block(s) "
+            f"{ {b: c[:3] for b, c in sorted(bad.items())} }; the store was unpublished and those blocks "
+            f"marked for rebuilding: run `nyceo infer --month {month} -a {adapter} -c CONFIG`")
+    store = open_pred_store(found[0], config, adapter)
+    return LoadedPred(store, _read_layers(config, month, adapter, store)), found[1]
+
+
+def _read_layers(config: PipelineConfig, month: str, adapter: str, store: PredStore) -> dict[str, np.ndarray]:
+    names = {"class_map": None, "confidence": None}
+    prob = config.mosaic.probability_classes.get(adapter)
+    if prob is not None:
+        names[f"probability:{list(store.classes).index(prob)}"] = None
+    out = {}
+    for name in names:
+        arr, _, ci = name.partition(":")
+        try:
+            out[name] = np.asarray(store.group[arr][int(ci)] if ci else store.group[arr][...], dtype=np.uint8)
+        except Exception as exc:  # noqa: BLE001 - a damaged chunk: name it and rebuild its block
+            raise _damaged(config, month, adapter, store, arr, exc) from exc
+    return out
+
+
+def _damaged(config: PipelineConfig, month: str, adapter: str, store: PredStore, arr: str, exc: Exception) -> Exception:
+    from nyceo.infer.contract import invalidate_pred_blocks
+    from nyceo.infer.store import block_markers
+
+    bad = [b for b, m in block_markers(store.path).items()
+           if any(_undecodable(store, rel) for rel in m.get("chunks", {}) if rel.startswith(f"{arr}/"))]
+    invalidate_pred_blocks(config, month, adapter, bad)
+    return PredStoreError(f"prediction store {store.path}: array {arr} cannot be decoded ({type(exc).__name__}: "
+                          f"{exc}) in block(s) {bad}; the store was unpublished and those blocks marked for "
+                          f"rebuilding: run `nyceo infer --month {month} -a {adapter} -c CONFIG`")
+
+
+def _undecodable(store: PredStore, rel: str) -> bool:
+    from nyceo.chunks import chip_of
+
+    arr, r, c = chip_of(rel)
+    size = int(store.group[arr].chunks[-1])
+    try:
+        store.group[arr][..., r * size:(r + 1) * size, c * size:(c + 1) * size]
+        return False
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def mosaic_adapter(config: PipelineConfig, month: str, adapter: str, areas: list[str] | None = None,
+                   force: bool = False) -> list[AreaOutputs]:
+    """Publish every (or the listed) area of one adapter, reading its prediction store once."""
     if adapter not in config.infer.adapters:
         raise ValueError(f"adapter '{adapter}' is not in infer.adapters ({sorted(config.infer.adapters)}); "
                          "add it to the config or drop it from --adapters")
-    area = get_area(config, area_slug)
-    store = open_pred_store(pred_store(config, month, adapter), config, adapter)
-    rels = output_rels(config, month, adapter, area.slug)
-    key = input_key(config, store, adapter, area.slug)
-    out = AreaOutputs(month, adapter, area.slug, key, skipped=True, files=rels)
-    if not force and is_up_to_date(config, rels, key):
-        return out
-    staging = _staging_dir(config, rels["class"], area.slug)
+    from nyceo.infer.contract import current_pred
+
+    found = current_pred(config, month, adapter)
+    slugs = areas or area_slugs(config)
+    outs, todo = [], []
+    for slug in slugs:
+        rels = output_rels(config, month, adapter, slug)
+        key = input_key(config, found[1], adapter, slug) if found else ""
+        out = AreaOutputs(month, adapter, slug, key, skipped=True, files=rels)
+        outs.append(out)
+        if force or not found or not is_up_to_date(config, rels, key):
+            todo.append(out)
+    if todo:
+        pred, pkey = load_current_pred(config, month, adapter)
+        for out in todo:
+            out.input_key = input_key(config, pkey, adapter, out.area)
+            _publish_area(config, month, adapter, get_area(config, out.area), pred, out)
+    return outs
+
+
+def _publish_area(config: PipelineConfig, month: str, adapter: str, area: Area, pred: LoadedPred,
+                  out: AreaOutputs) -> None:
+    staging = _staging_dir(config, out.files["class"], area.slug)
     try:
-        publish(config, _stage_files(config, month, adapter, area, store, rels, key, staging))
+        publish(config, _stage_files(config, month, adapter, area, pred, out.files, out.input_key, staging))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     out.skipped = False
-    return out
+
+
+def mosaic_area(config: PipelineConfig, month: str, adapter: str, area_slug: str,
+                force: bool = False) -> AreaOutputs:
+    """Publish the COGs, category sidecar, quicklook and thumbnail of one adapter x area."""
+    return mosaic_adapter(config, month, adapter, [get_area(config, area_slug).slug], force)[0]
+
+
+def mosaic_up_to_date(config: PipelineConfig, month: str, adapter: str) -> tuple[int, int]:
+    """(areas whose COGs carry the current key, areas) of one adapter; (0, n) while infer is not current."""
+    from nyceo.infer.contract import current_pred
+
+    slugs = area_slugs(config)
+    found = current_pred(config, month, adapter)
+    if found is None:
+        return 0, len(slugs)
+    ok = sum(is_up_to_date(config, output_rels(config, month, adapter, s), input_key(config, found[1], adapter, s))
+             for s in slugs)
+    return ok, len(slugs)
 
 
 def area_slugs(config: PipelineConfig) -> list[str]:
@@ -198,6 +306,6 @@ def area_slugs(config: PipelineConfig) -> list[str]:
 
 
 def mosaic_month(config: PipelineConfig, month: str, adapters: list[str] | None = None) -> list[AreaOutputs]:
-    """Every configured area of every (selected) adapter for a month, one after the other."""
+    """Every configured area of every (selected) adapter for a month, one adapter after the other."""
     names = adapters or sorted(config.infer.adapters)
-    return [mosaic_area(config, month, a, slug) for a in names for slug in area_slugs(config)]
+    return [out for a in names for out in mosaic_adapter(config, month, a)]

@@ -1,0 +1,155 @@
+"""Per-(output root, month, stage) locks on local disk and S3 (moto on 127.0.0.1), two `nyceo run`
+of the same new month at once (issue 10 defect 4), and the whole monthly flow with run.output_root
+on S3 (issue 9)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.rerun_bench import TINY
+from nyceo import contract, locks
+from nyceo.config import load_config
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+NYCEO = str(Path(sys.executable).parent / "nyceo")
+MONTH = "2024-07"
+HOLD = ("import sys, time; from nyceo.config import load_config; from nyceo.locks import stage_lock\n"
+        "with stage_lock(load_config(sys.argv[1]), '2024-07', 'infer'):\n"
+        "    print('held', flush=True); time.sleep(600)")
+
+
+def tiny_config(root: Path, emb: Path, output_root: str | None = None, **run: object) -> Path:
+    raw = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    raw["run"].update(output_root=output_root or str(root / "outputs"), **run)
+    raw["catalog"]["embedded_root"] = str(emb)
+    for key, values in TINY.items():
+        raw.setdefault(key, {}).update(values)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_lock_names_its_live_holder_and_breaks_a_dead_one(tmp_path):
+    cfg_path = tiny_config(tmp_path, tmp_path / "emb", lock_timeout_s=0)
+    cfg = load_config(cfg_path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(cfg_path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(locks.LockedError, match=f"pid {holder.pid}"):
+        with locks.stage_lock(cfg, MONTH, "infer"):
+            pass
+    with locks.stage_lock(cfg, MONTH, "acquire"):  # other stages are not blocked
+        pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    path = locks.lock_path(cfg, MONTH, "infer")
+    assert json.loads(Path(path).read_text())["pid"] == holder.pid  # left behind by the dead run
+    with locks.stage_lock(cfg, MONTH, "infer") as me:  # stale: broken safely, then ours
+        assert json.loads(Path(path).read_text())["token"] == me["token"]
+    assert not Path(path).exists()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A real S3 API (moto server) on 127.0.0.1 with a bucket; credentials in the environment."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in keys.items():
+            mp.setenv(k, v)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        endpoint = f"http://127.0.0.1:{port}"
+        import s3fs
+
+        s3fs.S3FileSystem(endpoint_url=endpoint).mkdir("nyceo-test")
+        try:
+            yield endpoint
+        finally:
+            server.stop()
+
+
+def test_s3_lock_is_exclusive_and_a_stale_one_is_broken(s3, tmp_path):
+    cfg = load_config(tiny_config(tmp_path, tmp_path / "emb", output_root="s3://nyceo-test/locks",
+                                  storage_options={"endpoint_url": s3}, lock_timeout_s=0, lock_stale_s=30))
+    winners, errors = [], []
+
+    def contend() -> None:
+        try:
+            with locks.stage_lock(cfg, MONTH, "mosaic"):
+                winners.append(1)
+                time.sleep(1.0)
+        except locks.LockedError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=contend) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) >= 1 and len(winners) + len(errors) == 4 and all("held by another run" in e for e in errors)
+    # a lock of another host whose heartbeat stopped long ago is broken; a fresh one is respected
+    import fsspec
+
+    path = locks.lock_path(cfg, MONTH, "mosaic")
+    fs, p = fsspec.core.url_to_fs(path)
+    fs.pipe_file(p, json.dumps({"host": "gpu-node-7", "pid": 1, "token": "t", "heartbeat": time.time()}).encode())
+    with pytest.raises(locks.LockedError, match="gpu-node-7"):
+        with locks.stage_lock(cfg, MONTH, "mosaic"):
+            pass
+    fs.pipe_file(p, json.dumps({"host": "gpu-node-7", "pid": 1, "token": "t", "heartbeat": time.time() - 600}).encode())
+    with locks.stage_lock(cfg, MONTH, "mosaic"):
+        assert json.loads(fs.cat_file(p))["host"] != "gpu-node-7"
+
+
+def test_two_runs_of_a_new_month_at_once_both_finish_and_predict_once(tmp_path):
+    """Defect 4: two simultaneous runs used to wedge the month (KeyError 's1', StackMismatchError)."""
+    cfg = tiny_config(tmp_path, tmp_path / "emb")
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / f"ph{i}"), "PREFECT_LOGGING_LEVEL": "WARNING"}
+        procs.append(subprocess.Popen([NYCEO, "run", "-m", MONTH, "-c", str(cfg), "--no-progress"], cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    summaries = [json.loads(o[0][o[0].index("{"):]) for o in outs]
+    infer_cached = sorted(s["stages"]["infer"]["cached"] for s in summaries)
+    assert infer_cached == [False, True], "inference must run once: the second run waits, then reuses it"
+    assert set(s.state for s in contract.month_status(load_config(cfg), MONTH).values()) == {"current"}
+    assert not list((tmp_path / "outputs" / MONTH / ".locks").glob("*.lock"))
+
+
+def test_monthly_flow_with_output_root_on_s3(s3, tmp_path, prefect_api):
+    import fsspec
+
+    from flows.monthly import monthly_run
+
+    cfg = tiny_config(tmp_path, tmp_path / "emb", output_root="s3://nyceo-test/out",
+                      storage_options={"endpoint_url": s3})
+    first = monthly_run(month=MONTH, config_path=str(cfg))
+    assert first["status"] == "done" and not any(first["stages"][n]["cached"] for n in ("acquire", "infer", "mosaic"))
+    fs, _ = fsspec.core.url_to_fs("s3://nyceo-test/out", endpoint_url=s3)
+    names = fs.find("nyceo-test/out")
+    assert any(n.endswith("/stack.zarr.current") for n in names)
+    assert any("/pred/lulc_nyc@" in n and n.endswith("/class_map/c/0/0") for n in names)
+    assert any(n.endswith("/cog/lulc_nyc/nyc.tif") for n in names) and "nyceo-test/out/catalog.json" in names
+    before = {n: fs.info(n)["ETag"] for n in names if "/.locks/" not in n and not n.endswith("run_summary.json")}
+    second = monthly_run(month=MONTH, config_path=str(cfg))
+    assert all(second["stages"][n]["cached"] for n in contract.stage_names())
+    fs.invalidate_cache()
+    after = {n: fs.info(n)["ETag"] for n in fs.find("nyceo-test/out")
+             if "/.locks/" not in n and not n.endswith("run_summary.json")}
+    assert after == before
