@@ -176,6 +176,10 @@ def test_mosaic_refuses_stale_or_damaged_predictions_and_rebuilds_the_block(copy
     assert chunk.exists()
     assert cli("mosaic", "-m", MONTH, "-c", str(cfg)).returncode == 0
     assert {k: v[0] for k, v in stat_all(out).items() if "/cog/" in k} == {k: v[0] for k, v in cogs.items()}
+    import rasterio
+
+    with rasterio.open(out / MONTH / "cog" / "lulc_nyc" / "nyc.tif") as ds:  # the block is back, no hole
+        assert (ds.read(1) != 255).sum() == (np.asarray(zarr.open_group(str(store), mode="r")["class_map"][...]) != 255).sum()
 
 
 def test_corrupt_stack_chunk_is_named_and_reacquired(copy):

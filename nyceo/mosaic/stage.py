@@ -136,6 +136,12 @@ def _layer_band(config: PipelineConfig, adapter: str, layer: str) -> tuple[CogBa
         list(acfg.classes).index(name)
 
 
+def _relative(config: PipelineConfig, path: str) -> str:
+    """``path`` relative to run.output_root (provenance survives moving the output folder)."""
+    root = config.run.output_root.rstrip("/") + "/"
+    return path[len(root):] if path.startswith(root) else path
+
+
 def _stage_files(config: PipelineConfig, month: str, adapter: str, area: Area, store: "LoadedPred",
                  rels: dict[str, str], key: str, staging: Path) -> list[tuple[Path, str]]:
     window = area_window(area.geometry, store.transform, store.height_px, store.width_px)
@@ -147,7 +153,7 @@ def _stage_files(config: PipelineConfig, month: str, adapter: str, area: Area, s
         data = store.read(layer, window, ci)
         data[outside] = NODATA
         prov = base_provenance(config, "mosaic", month=month, adapter=adapter, area=area.slug,
-                               area_name=area.name, layer=layer, input_key=key, pred_store=store.path,
+                               area_name=area.name, layer=layer, input_key=key, pred_store=_relative(config, store.path),
                                pred_provenance=store.provenance, clip="pixel centres in polygon")
         dest = staging / Path(rels[layer]).name
         write_cog(data, wt, store.crs, dest, band, blocksize_px=mcfg.blocksize_px,
