@@ -37,6 +37,7 @@ STAGE_MODULES: dict[str, str] = {
     "acquire": "nyceo.acquire.contract",
     "infer": "nyceo.infer.contract",
     "mosaic": "nyceo.mosaic.contract",
+    "evaluate": "nyceo.evaluate.contract",
     "change": "nyceo.change.contract",
 }
 

@@ -103,19 +103,21 @@ def test_output_setting_rebuilds_exactly_the_affected_stages(copy):
     out = root / "outputs"
     stack_before = {k: v for k, v in stat_all(out).items() if k.startswith(f"{MONTH}/stack")}
     cfg = config_for(root, emb, {"mosaic": {"compression": "DEFLATE"}}, name="deflate")
-    assert states(cfg) == {"grid": "current", "acquire": "current", "infer": "current", "mosaic": "stale"}
+    assert states(cfg) == {"grid": "current", "acquire": "current", "infer": "current", "mosaic": "stale",
+                           "evaluate": "current"}
     cfg2 = config_for(root, emb, {"infer": {"blend_floor": 0.01}, "mosaic": {"compression": "DEFLATE"}}, name="floor")
-    assert states(cfg2) == {"grid": "current", "acquire": "current", "infer": "stale", "mosaic": "blocked"}
+    assert states(cfg2) == {"grid": "current", "acquire": "current", "infer": "stale", "mosaic": "blocked",
+                            "evaluate": "blocked"}
     old_key = versioned.published_key(str(out / MONTH / "pred" / "lulc_nyc.zarr"))
     config = load_config(cfg2)
-    for name in ("infer", "mosaic"):
+    for name in ("infer", "mosaic", "evaluate"):
         contract.get(name).run(config, MONTH)
     assert set(states(cfg2).values()) == {"current"}
     new_key = versioned.published_key(str(out / MONTH / "pred" / "lulc_nyc.zarr"))
     assert new_key != old_key and not list((out / MONTH / "pred").glob(f"lulc_nyc@{old_key[:16]}*"))
     assert {k: v for k, v in stat_all(out).items() if k.startswith(f"{MONTH}/stack")} == stack_before
     assert states(config_for(root, emb)) == {"grid": "current", "acquire": "current", "infer": "stale",
-                                             "mosaic": "blocked"}
+                                             "mosaic": "blocked", "evaluate": "blocked"}
 
 
 def test_sigkill_during_rebuild_keeps_the_published_store(copy):
@@ -174,6 +176,10 @@ def test_mosaic_refuses_stale_or_damaged_predictions_and_rebuilds_the_block(copy
     assert chunk.exists()
     assert cli("mosaic", "-m", MONTH, "-c", str(cfg)).returncode == 0
     assert {k: v[0] for k, v in stat_all(out).items() if "/cog/" in k} == {k: v[0] for k, v in cogs.items()}
+    import rasterio
+
+    with rasterio.open(out / MONTH / "cog" / "lulc_nyc" / "nyc.tif") as ds:  # the block is back, no hole
+        assert (ds.read(1) != 255).sum() == (np.asarray(zarr.open_group(str(store), mode="r")["class_map"][...]) != 255).sum()
 
 
 def test_corrupt_stack_chunk_is_named_and_reacquired(copy):
