@@ -22,7 +22,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.monthly import check_stages, monthly_run
-from nyceo import contract
+from nyceo import contract, paths
 from nyceo.config import load_config
 from nyceo.status import is_finished, month_range, read_summary
 
@@ -72,6 +72,8 @@ def backfill(
     t0 = time.perf_counter()
     config = load_config(config_path)
     months = month_range(start, end)
+    paths.check_processable_month(start), paths.check_processable_month(end)
+    paths.check_output_root(config)
     wanted = check_stages(stages)
     rows: dict[str, dict[str, Any]] = {}
     todo = []

@@ -74,9 +74,10 @@ def monthly_run(
 ) -> dict[str, Any]:
     """Run the requested stages (default: all registered) for ``month`` (None: previous month, New York)."""
     t0 = time.perf_counter()
-    month = paths.check_month(month) if month else previous_month()
+    month = paths.check_processable_month(month or previous_month())
     wanted = check_stages(stages)
     config = load_config(config_path)
+    paths.check_output_root(config)
     ctx = StageContext(config, str(config_path), month, infer_deployment)
     ctx.logger.info("month %s: stages %s, config %s", month, wanted, config.config_hash()[:12])
     summary = new_summary(config, month, wanted)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 S2_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
@@ -308,6 +308,130 @@ class RunConfig(_Strict):
     )
 
 
+class ReferenceConfig(_Strict):
+    """One reference map an evaluation compares predictions with (evaluate.references.<name>)."""
+
+    kind: Literal["raster", "vector", "stac"] = Field(
+        description="raster (a GeoTIFF/COG/VRT, any CRS and resolution, resampled onto the chip grid by "
+        "mode), vector (GeoParquet/GPKG/Shapefile/GeoJSON with a class attribute, rasterized with the "
+        "pixel-centre rule) or stac (a collection's asset: esa-worldcover/map on Planetary Computer; "
+        "nyceo-embedded-truth offline)."
+    )
+    path: str = Field("", description="raster/vector: file path or URL.")
+    collection: str = Field("", description="stac: collection id (e.g. esa-worldcover, nyceo-embedded-truth).")
+    asset: str = Field("", description="stac: asset key (e.g. map, landcover, buildings).")
+    stac_url: str | None = Field(
+        None, description="stac: STAC API root to search; None = the pipeline's own catalog (catalog section)."
+    )
+    start: str = Field("2000-01-01", description="stac: search items dated from (inclusive, YYYY-MM-DD).")
+    end: str = Field("2100-01-01", description="stac: search items dated before (exclusive, YYYY-MM-DD).")
+    class_attribute: str = Field("", description="vector: attribute holding each feature's reference code.")
+    id_attribute: str = Field("", description="vector: attribute naming features in messages ('' = row number).")
+    background_class: str | None = Field(
+        None, description="vector: class of pixels no feature covers (e.g. background for building "
+        "footprints); None = such pixels are reference nodata."
+    )
+    fraction_threshold: float | None = Field(
+        None, gt=0, le=1, description="vector: also evaluate the fraction-covered variant: a pixel takes a "
+        "feature class when features of that class cover at least this fraction of it (10x10 supersampling)."
+    )
+    invalid_geometry: Literal["repair", "refuse"] = Field(
+        "repair", description="vector: invalid geometries are repaired with shapely make_valid (ids "
+        "reported) or refused with an error."
+    )
+    remap: dict[str, str] = Field(
+        description="Reference code (raster value or attribute value, as text) -> adapter class name. "
+        "Every code present in the reference must be here or in nodata."
+    )
+    nodata: list[str] = Field(default_factory=list, description="Reference codes excluded as nodata (counted).")
+    adapters: list[str] = Field(description="Adapters this reference evaluates (their class lists hold the remap targets).")
+
+    @field_validator("remap", mode="before")
+    @classmethod
+    def _codes_as_text(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("nodata", mode="before")
+    @classmethod
+    def _nodata_as_text(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> "ReferenceConfig":
+        need = {"raster": ["path"], "vector": ["path", "class_attribute"], "stac": ["collection", "asset"]}[self.kind]
+        missing = [f for f in need if not getattr(self, f)]
+        if missing:
+            raise ValueError(f"a {self.kind} reference needs {missing}")
+        return self
+
+
+class EvaluateConfig(_Strict):
+    """Accuracy against reference maps, probes over known places, threshold sweeps (nyceo/evaluate)."""
+
+    references: dict[str, ReferenceConfig] = Field(
+        default_factory=dict, description="Named references; none = the evaluate stage is skipped."
+    )
+    probes_file: str | None = Field(
+        None, description="YAML of named places and rules (configs/probes_nyc.yaml); None = no probes."
+    )
+    sweep_classes: dict[str, str] = Field(
+        default_factory=dict, description="Adapter -> class whose stored probability is swept over thresholds "
+        "(binary adapters, e.g. {buildings_nyc: building})."
+    )
+    sweep_thresholds: list[float] = Field(
+        default_factory=lambda: [round(0.05 * i, 2) for i in range(1, 20)],
+        description="Probability thresholds of the sweep (a pixel is positive when p >= threshold).",
+    )
+    confidence_level: float = Field(0.95, gt=0, lt=1, description="Confidence level of the area-weighted intervals.")
+
+
+class ChangePersistenceConfig(_Strict):
+    """MapBiomas-style temporal rule for change layers."""
+
+    window_months: int = Field(
+        1, ge=1, le=6, description="Month-over-month: how many following months must show the new class "
+        "for a provisional change to become confirmed (a return to the old class in them drops it).",
+    )
+    yoy_neighbour_months: int = Field(
+        1, ge=0, le=6, description="Year-over-year: months on each side of M and of M-12 whose class maps "
+        "must agree with the change (those that exist); 0 = no persistence check for year-over-year.",
+    )
+
+
+class ChangeNoiseConfig(_Strict):
+    """How the noise floor (the 'no change' null) is measured."""
+
+    method: Literal["split_timesteps"] = Field(
+        "split_timesteps", description="split_timesteps: predict the same month twice with the real model "
+        "from two disjoint halves of its timesteps ({0,1} vs {2,3}, each repeated to the stack's length) "
+        "on a seeded sample of chips.",
+    )
+    sample_fraction: float = Field(0.1, gt=0, le=1, description="Fraction of the month's chips predicted twice.")
+    min_chips: int = Field(2, ge=1, description="At least this many chips are sampled (when the area has them).")
+    seed: int = Field(0, description="Seed of the chip sample.")
+
+
+class ChangeConfig(_Strict):
+    """Change layers: month-over-month (mom) and year-over-year (yoy), gated by a measured noise floor."""
+
+    enabled: bool = Field(True, description="Run the change stage in the monthly flow.")
+    pairs: list[Literal["mom", "yoy"]] = Field(
+        default_factory=lambda: ["mom", "yoy"], description="mom: M vs M-1; yoy: M vs M-12."
+    )
+    adapters: list[str] | None = Field(None, description="Adapters to compare; None = every infer adapter.")
+    false_alarm_rate: float = Field(
+        0.01, gt=0, lt=0.5, description="Per-class threshold = smallest |dp| exceeded by at most this "
+        "fraction of pixels under the measured null (e.g. 0.01: the 99th percentile).",
+    )
+    min_confidence: float = Field(
+        0.5, ge=0, le=1, description="Both months' confidence (max p) must reach this for a pixel to count as changed.",
+    )
+    building_class: dict[str, str] = Field(
+        default_factory=dict, description="Adapter -> class whose new/vanished pixels and probability "
+        "change are published (e.g. {buildings_nyc: building}).",
+    )
+    persistence: ChangePersistenceConfig = Field(default_factory=ChangePersistenceConfig)
+    noise: ChangeNoiseConfig = Field(default_factory=ChangeNoiseConfig)
 class PolygonLayerConfig(_Strict):
     """A user polygon layer for zonal figures (sewersheds, drainage areas, districts): any CRS."""
 
@@ -390,6 +514,8 @@ class PipelineConfig(_Strict):
     infer: InferConfig = Field(default_factory=InferConfig)
     mosaic: MosaicConfig = Field(default_factory=MosaicConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    change: ChangeConfig = Field(default_factory=ChangeConfig)
     zonal: ZonalConfig = Field(default_factory=ZonalConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 

@@ -37,6 +37,8 @@ STAGE_MODULES: dict[str, str] = {
     "acquire": "nyceo.acquire.contract",
     "infer": "nyceo.infer.contract",
     "mosaic": "nyceo.mosaic.contract",
+    "evaluate": "nyceo.evaluate.contract",
+    "change": "nyceo.change.contract",
     "zonal": "nyceo.zonal.contract",
     "report": "nyceo.report.contract",
 }
@@ -198,7 +200,8 @@ def month_status(config: PipelineConfig, month: str, names: list[str] | None = N
         if names is not None and st.name not in names:
             continue
         try:
-            out[st.name] = st.status(config, month)
+            off = st.enabled(config)
+            out[st.name] = Status("skipped", reason=off) if off else st.status(config, month)
         except Exception as exc:  # noqa: BLE001 - a status probe must never break a report
             out[st.name] = Status("missing", reason=f"status failed: {type(exc).__name__}: {exc}")
     return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,12 +32,15 @@ def join(root: str, *parts: str) -> str:
 
 @contextmanager
 def atomic_local_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path in the final file's folder; rename onto ``final`` on success."""
+    """Yield a temporary path in the final file's folder; rename onto ``final`` on success.
+
+    The temporary file is created empty with mode 0666 minus the umask (0644 under umask 022),
+    like any ``open(path, "w")``: ``tempfile.mkstemp`` would create it 0600, and the rename would
+    publish catalogs and summaries that no other user (or web server) can read."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp{suffix}"
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
         os.replace(tmp_path, final)

@@ -17,7 +17,7 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_DATA = REPO / "tests" / "data"   # vendored fixtures, see tests/data/SOURCES.md
 
 
 @pytest.fixture(scope="session")

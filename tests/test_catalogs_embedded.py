@@ -95,8 +95,25 @@ def test_clouds_match_scl_and_cloud_cover(july_s2):
     assert cloudy.properties["eo:cloud_cover"] == pytest.approx(expected, abs=1e-3)
     assert np.isin(scl, (8, 9)).any()
     assert b02_20[scl == 9].mean() > 5000 > b02_20[np.isin(scl, (4, 5, 6))].mean()   # bright clouds
-    if (scl == 3).any():
-        assert b02_20[scl == 3].mean() < b02_20[np.isin(scl, (4, 5))].mean()        # dark shadows
+
+
+def test_cloud_shadows_are_flagged_and_darkened(july_s2):
+    """Shadows (SCL 3) exist in this month and darken the very pixels that are clear in another
+    scene to 0.4 of their reflectance (the generator's shadow factor)."""
+    def bands(item):
+        return _read(item.assets["SCL"].href)[0], _read(item.assets["B02"].href)[0][::2, ::2].astype(float)
+
+    shadowed = max(july_s2, key=lambda it: int((bands(it)[0] == 3).sum()))
+    scl, b02 = bands(shadowed)
+    assert (scl == 3).sum() > 500, "the fixture month must hold cloud shadows"
+    clear = min(july_s2, key=lambda it: it.properties["eo:cloud_cover"])
+    assert clear.id != shadowed.id
+    scl_c, b02_c = bands(clear)
+    both = (scl == 3) & np.isin(scl_c, (4, 5, 6))
+    assert both.sum() > 300
+    offset = 1000   # July 2024: baseline 05.10, BOA_ADD_OFFSET
+    ratio = (b02[both] - offset) / (b02_c[both] - offset)
+    assert np.median(ratio) == pytest.approx(0.4, abs=0.04)   # 0.385 measured (per-scene gain)
 
 
 def test_offset_only_from_2022_01_25(city, july_s2):

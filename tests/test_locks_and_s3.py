@@ -35,6 +35,7 @@ def tiny_config(root: Path, emb: Path, output_root: str | None = None, **run: ob
     raw["catalog"]["embedded_root"] = str(emb)
     for key, values in TINY.items():
         raw.setdefault(key, {}).update(values)
+    raw["change"] = {**raw.get("change", {}), "enabled": False}  # one month: no pair to compare
     root.mkdir(parents=True, exist_ok=True)
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -128,7 +129,9 @@ def test_two_runs_of_a_new_month_at_once_both_finish_and_predict_once(tmp_path):
     summaries = [json.loads(o[0][o[0].index("{"):]) for o in outs]
     infer_cached = sorted(s["stages"]["infer"]["cached"] for s in summaries)
     assert infer_cached == [False, True], "inference must run once: the second run waits, then reuses it"
-    assert set(s.state for s in contract.month_status(load_config(cfg), MONTH).values()) == {"current"}
+    assert {n: s.state for n, s in contract.month_status(load_config(cfg), MONTH).items()} == {
+        "grid": "current", "acquire": "current", "infer": "current", "mosaic": "current", "evaluate": "current",
+        "change": "skipped"}
     assert not list((tmp_path / "outputs" / MONTH / ".locks").glob("*.lock"))
 
 
@@ -149,7 +152,7 @@ def test_monthly_flow_with_output_root_on_s3(s3, tmp_path, prefect_api):
     before = {n: fs.info(n)["ETag"] for n in names if "/.locks/" not in n and not n.endswith("run_summary.json")}
     second = monthly_run(month=MONTH, config_path=str(cfg))
     local_only = ("zonal", "report")  # skipped with a reason on object storage (their `enabled`)
-    assert all(second["stages"][n]["cached"] for n in contract.stage_names() if n not in local_only)
+    assert all(second["stages"][n].get("cached") for n in contract.stage_names() if n not in ("change", *local_only))
     assert all(second["stages"][n]["status"] == "skipped" for n in local_only)
     fs.invalidate_cache()
     after = {n: fs.info(n)["ETag"] for n in fs.find("nyceo-test/out")

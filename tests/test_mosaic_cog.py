@@ -88,18 +88,38 @@ def test_probability_layer_is_the_building_class_with_scale_metadata(city):
         assert "probability of building" in ds.descriptions[0]
         assert ds.tags(1)["CLASS"] == "building"
     c0, r0 = round((t.c - float(store.x[0]) + 5) / 10), round((float(store.y[0]) + 5 - t.f) / 10)
-    want = store.probability.sel({"class": "building"}).values[r0: r0 + got.shape[0], c0: c0 + got.shape[1]]
+    window = np.s_[r0: r0 + got.shape[0], c0: c0 + got.shape[1]]
+    want = store.probability.sel({"class": "building"}).values[window]
+    other = store.probability.sel({"class": "background"}).values[window]
+    inside = _centres_inside(configured_areas(cfg)["nyc"].geometry, t, got.shape)
     valid = got != 255
+    assert valid.sum() > 100_000                                   # not an all-nodata layer
+    np.testing.assert_array_equal(valid, inside & (want != 255))   # data wherever the store has it in the city
     np.testing.assert_array_equal(got[valid], want[valid])
+    assert (got[valid] != other[valid]).mean() > 0.9               # the building class, not the background
+
+
+def _placed(path: str, onto: Affine, shape: tuple[int, int]) -> np.ndarray:
+    """A COG's pixels placed on the grid of ``onto``/``shape`` (same 10 m lattice), 255 elsewhere."""
+    out = np.full(shape, 255, np.uint8)
+    with rasterio.open(path) as ds:
+        data, t = ds.read(1), ds.transform
+    r0, c0 = round((onto.f - t.f) / 10), round((t.c - onto.c) / 10)
+    out[r0: r0 + data.shape[0], c0: c0 + data.shape[1]] = data
+    return out
 
 
 def test_city_mask_is_the_union_of_the_borough_masks(city):
     cfg, _, _ = city
-    counts = {}
-    for area in ("manhattan", "bronx", "nyc"):
-        with rasterio.open(_path(cfg, "lulc_nyc", area)) as ds:
-            counts[area] = int((ds.read(1) != 255).sum())
-    assert counts["nyc"] == counts["manhattan"] + counts["bronx"]
+    with rasterio.open(_path(cfg, "lulc_nyc", "nyc")) as ds:
+        nyc, t = ds.read(1), ds.transform
+    boroughs = {a: _placed(_path(cfg, "lulc_nyc", a), t, nyc.shape) for a in ("manhattan", "bronx")}
+    has = {a: b != 255 for a, b in boroughs.items()}
+    assert min(m.sum() for m in has.values()) > 100_000
+    assert not (has["manhattan"] & has["bronx"]).any()            # borough files do not overlap
+    np.testing.assert_array_equal(nyc != 255, has["manhattan"] | has["bronx"])   # same pixels, not just counts
+    for a, b in boroughs.items():
+        np.testing.assert_array_equal(nyc[has[a]], b[has[a]])
 
 
 def test_colour_table_category_names_descriptions_and_provenance(city):
@@ -174,14 +194,14 @@ def test_probability_overviews_average_without_nodata_bleeding(tmp_path):
 
 def test_missing_store_and_class_mismatch_are_clear_errors(tmp_path):
     cfg = make_config(tmp_path, ["Manhattan"])
-    with pytest.raises(PredStoreError, match="run `nyceo infer`"):
+    with pytest.raises(PredStoreError, match="run `nyceo infer --month 2024-07 -a lulc_nyc"):
         mosaic_area(cfg, MONTH, "lulc_nyc", "manhattan")
     write_pred_store(cfg, MONTH, "lulc_nyc")
     other = make_config(tmp_path, ["Manhattan"], probability_classes={"lulc_nyc": "forest"})
     mosaic_area(other, MONTH, "lulc_nyc", "manhattan")
     bad = cfg.model_copy(update={"infer": cfg.infer.model_copy(update={"adapters": {
         "lulc_nyc": cfg.infer.adapters["lulc_nyc"].model_copy(update={"classes": ["a", "b", "c", "d", "e"]})}})})
-    with pytest.raises(PredStoreError, match="infer.adapters.lulc_nyc.classes"):
+    with pytest.raises(PredStoreError, match="not complete and current"):  # classes are in the pred key
         mosaic_area(bad, MONTH, "lulc_nyc", "manhattan")
     with pytest.raises(ValueError, match="not configured"):
         mosaic_area(cfg, MONTH, "lulc_nyc", "queens")

@@ -12,6 +12,7 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter, zoom
 
 from nyceo.boundaries import load_boroughs
+from nyceo import versioned
 from nyceo.config import PipelineConfig, load_config
 from nyceo.grid import AreaGrid, Lattice, build_grid
 from nyceo.paths import pred_store
@@ -23,8 +24,10 @@ BUILDINGS = {"classes": ["background", "building"], "colors": ["#f0f0f0", "#d95f
 
 
 def adapter_cfg(spec: dict) -> dict:
+    files = ("adapter_config.json", "adapter_model.safetensors", "decoder_head.safetensors")
     return {"source": "tests/none", "backbone": "terramind_v1_tiny", "classes": spec["classes"],
-            "colors": spec["colors"], "norm_means": {"DEM": [0.0]}, "norm_stds": {"DEM": [1.0]}}
+            "colors": spec["colors"], "norm_means": {"DEM": [0.0]}, "norm_stds": {"DEM": [1.0]},
+            "sha256": {f: f"{i}" * 64 for i, f in enumerate(files)}}  # pinned: the pred key chain holds
 
 
 def make_config(tmp_path: Path, boroughs: list[str], **mosaic) -> PipelineConfig:
@@ -76,9 +79,27 @@ def write_pred_store(config: PipelineConfig, month: str, adapter: str, seed: int
     ds.attrs["provenance"] = json.dumps(prov)
     chunks = {"class_map": (224, 224), "probability": (1, 224, 224), "confidence": (224, 224)}
     enc = {k: {"chunks": c, "_FillValue": 255} for k, c in chunks.items()}
-    path = pred_store(config, month, adapter)
+    # another provenance_extra = another infer run's inputs: a new stack key, so a new pred key
+    key = publish_stack_pointer(config, month, adapter, json.dumps(provenance_extra or {}, sort_keys=True))
+    final = pred_store(config, month, adapter)
+    path = versioned.version_path(final, key)
+    ds.attrs["inputs_key"] = key
     ds.to_zarr(path, mode="w", zarr_format=3, encoding=enc, consolidated=False)
-    return path
+    versioned.publish(final, key, build=path)
+    return final
+
+
+def publish_stack_pointer(config: PipelineConfig, month: str, adapter: str, variant: str = "") -> str:
+    """Publish (pointer only: the mosaic never reads the stack) a stack for ``month`` as the acquire
+    stage would, so the infer stage's key chain holds; return the pred key the config asks for."""
+    from nyceo.acquire.stage import locate
+    from nyceo.infer.contract import expected_pred_key
+
+    b = locate(config, month)
+    key = f"synthetic-stack-{month}-{variant}"
+    if versioned.read_pointer(b.final) != {"key": key, "version": b.path.rsplit("/", 1)[-1], "fingerprint": b.key}:
+        versioned.publish(b.final, key, build=b.path, extra={"fingerprint": b.key})
+    return expected_pred_key(config, month, adapter)
 
 
 def read_store(path: str) -> xr.Dataset:

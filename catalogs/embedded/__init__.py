@@ -9,7 +9,10 @@ truth rasters are items of ``nyceo-embedded-truth`` (assets ``landcover``, ``bui
 
 Layout: ``<root>/s<seed>-<city|bbox-…>/{static,YYYY-MM/sentinel-2-l2a,YYYY-MM/sentinel-1-rtc}/``
 each with ``catalog.json`` and a ``_COMPLETE.json`` marker written last.
-Special months for tests: ``EmbeddedOptions(all_cloud_months=("2024-02",),
+Scenes exist only within the real missions' lives as Planetary Computer holds them
+(``missions.py``: Sentinel-2 from November 2016, S2B from March 2017, S2C instead of S2A from
+2025-01-21, S1A from October 2014, S1B until 2021-12-23, S1C from 2025-05-20): a month before
+them, or one no platform flew yet, has no scenes. Special months for tests: ``EmbeddedOptions(all_cloud_months=("2024-02",),
 sparse_radar_months=("2024-03",))`` (config: ``catalog.embedded_all_cloud_months`` /
 ``catalog.embedded_sparse_radar_months``).
 """
@@ -28,7 +31,9 @@ from catalogs.embedded.city import (
     DEM_COLLECTION, S1_COLLECTION, S2_COLLECTION, TRUTH_COLLECTION, EmbeddedOptions,
     build_s1_month, build_s2_month, build_static,
 )
+from catalogs.embedded import changes as planted
 from catalogs.embedded.landscape import CityGrid, city_grid
+from catalogs.embedded.missions import MISSIONS_VERSION, month_cutoff
 from catalogs.embedded.writer import GENERATOR_VERSION, ensure_unit
 from catalogs.static import StaticCatalog, as_utc
 
@@ -47,6 +52,12 @@ def months_touching(start: dt.datetime, end: dt.datetime) -> list[tuple[int, int
         out.append((y, m))
         y, m = (y + 1, 1) if m == 12 else (y, m + 1)
     return out
+
+
+def _time_fields(until: dt.datetime | None) -> dict[str, Any]:
+    """What a monthly unit's content depends on in time: the missions table, and for a month not
+    over yet the day it was cut at (the unit is rebuilt when that day passes)."""
+    return {"missions": MISSIONS_VERSION, **({"until": until.date().isoformat()} if until else {})}
 
 
 class EmbeddedCatalog:
@@ -84,16 +95,20 @@ class EmbeddedCatalog:
     def ensure_s2_month(self, year: int, month: int) -> Path:
         """Generate (once) the Sentinel-2 scenes of a month; returns its catalog.json."""
         key = f"{year:04d}-{month:02d}"
-        cloud = key in self.options.all_cloud_months
-        return ensure_unit(self.base / key / S2_COLLECTION, self._fingerprint(f"{key}/s2", all_cloud=cloud),
-                           lambda out: build_s2_month(out, self.grid, self.seed, year, month, cloud))
+        cloud, until = key in self.options.all_cloud_months, month_cutoff(year, month)
+        fp = self._fingerprint(f"{key}/s2", all_cloud=cloud, **_time_fields(until),
+                               **planted.fingerprint(year, month))
+        return ensure_unit(self.base / key / S2_COLLECTION, fp,
+                           lambda out: build_s2_month(out, self.grid, self.seed, year, month, cloud, until))
 
     def ensure_s1_month(self, year: int, month: int) -> Path:
         """Generate (once) the Sentinel-1 scenes of a month; returns its catalog.json."""
         key = f"{year:04d}-{month:02d}"
-        sparse = key in self.options.sparse_radar_months
-        return ensure_unit(self.base / key / S1_COLLECTION, self._fingerprint(f"{key}/s1", sparse=sparse),
-                           lambda out: build_s1_month(out, self.grid, self.seed, year, month, sparse))
+        sparse, until = key in self.options.sparse_radar_months, month_cutoff(year, month)
+        fp = self._fingerprint(f"{key}/s1", sparse=sparse, **_time_fields(until),
+                               **planted.fingerprint(year, month))
+        return ensure_unit(self.base / key / S1_COLLECTION, fp,
+                           lambda out: build_s1_month(out, self.grid, self.seed, year, month, sparse, until))
 
     def ensure_static(self) -> Path:
         """Generate (once) the DEM tiles and truth rasters; returns their catalog.json."""

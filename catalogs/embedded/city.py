@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pystac
 
+from catalogs.embedded import changes as planted
 from catalogs.embedded import dem as dem_mod
 from catalogs.embedded.landscape import CRS, CityGrid, Landscape, build_landscape
 from catalogs.embedded.sentinel1 import NODATA as S1_NODATA, S1Acquisition, render_s1, s1_acquisitions
@@ -54,11 +55,12 @@ def _resolve(futures: dict[str, "Future[Path]"]) -> dict[str, Path]:
     return {key: fut.result() for key, fut in futures.items()}
 
 
-def build_s2_month(out: Path, grid: CityGrid, seed: int, year: int, month: int, all_cloud: bool) -> list[pystac.Item]:
-    land = build_landscape(grid, seed)
+def build_s2_month(out: Path, grid: CityGrid, seed: int, year: int, month: int, all_cloud: bool,
+                   until: dt.datetime | None = None) -> list[pystac.Item]:
+    land = planted.apply(build_landscape(grid, seed), year, month)  # changes.py
     items = []
     with ThreadPoolExecutor(WRITE_THREADS) as pool:
-        for idx, acq in enumerate(s2_acquisitions(year, month)):
+        for idx, acq in enumerate(s2_acquisitions(year, month, until)):
             items.append(_s2_scene(pool, out, grid, land, seed, (year, month, idx), acq, all_cloud))
     return items
 
@@ -90,11 +92,12 @@ def _s2_scene(pool: ThreadPoolExecutor, out: Path, grid: CityGrid, land: Landsca
                            _s2_footprint(grid, masks.edge_cols_10m))
 
 
-def build_s1_month(out: Path, grid: CityGrid, seed: int, year: int, month: int, sparse: bool) -> list[pystac.Item]:
-    land = build_landscape(grid, seed)
+def build_s1_month(out: Path, grid: CityGrid, seed: int, year: int, month: int, sparse: bool,
+                   until: dt.datetime | None = None) -> list[pystac.Item]:
+    land = planted.apply(build_landscape(grid, seed), year, month)  # changes.py
     items = []
     with ThreadPoolExecutor(WRITE_THREADS) as pool:
-        for idx, acq in enumerate(s1_acquisitions(year, month, sparse)):
+        for idx, acq in enumerate(s1_acquisitions(year, month, sparse, until)):
             items.append(_s1_scene(pool, out, grid, land, np.random.default_rng([seed, 3, year, month, idx]), acq))
     return items
 

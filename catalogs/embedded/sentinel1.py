@@ -3,9 +3,10 @@
 Assets ``vv`` and ``vh``: float32 gamma0 in LINEAR power (not dB), 10 m, EPSG:32618, nodata
 -32768 as on Planetary Computer. Backscatter follows land cover (bright buildings, dark calm
 water whose roughness changes with the wind of the day, seasonal vegetation), with multiplicative
-speckle (20 m correlation). Dates follow the real constellation: S1A every 12 days, plus S1B
-(Sept 2016 – Dec 2021) and S1C (from May 2025) 6 days apart, so 2022–2024 months hold only 2–3
-radar dates. Values are rounded to 8 significant bits (≈ 0.03 dB) so the COGs compress well.
+speckle (20 m correlation). Dates follow the real constellation (``missions.py``): S1A every
+12 days from October 2014, plus S1B (Sept 2016 – Dec 2021) and S1C (from May 2025) 6 days apart,
+so 2022–2024 months hold only 2–3 radar dates. Values are rounded to 8 significant bits
+(≈ 0.03 dB) so the COGs compress well.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ import numpy as np
 
 from scipy.special import ndtri
 
+from catalogs.embedded.missions import s1_platform
 from catalogs.embedded.landscape import TEXTURE_LEVELS, Landscape
 from catalogs.embedded.sentinel2 import season
 
 NODATA = -32768.0
 S1A_ANCHOR = dt.datetime(2017, 1, 4, 22, 58, 11, tzinfo=dt.timezone.utc)
 REPEAT_DAYS = 12
-S1B_SPAN = (dt.datetime(2016, 9, 26, tzinfo=dt.timezone.utc), dt.datetime(2021, 12, 23, tzinfo=dt.timezone.utc))
-S1C_START = dt.datetime(2025, 5, 20, tzinfo=dt.timezone.utc)
 # linear gamma0 (VV, VH) per class: water, developed, forest, herbaceous, other, buildings
 BACKSCATTER = np.array([
     [0.006, 0.0009], [0.20, 0.035], [0.10, 0.028], [0.055, 0.012], [0.035, 0.006], [0.55, 0.075],
@@ -49,20 +49,18 @@ def _month_bounds(year: int, month: int) -> tuple[dt.datetime, dt.datetime]:
     return start, dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.timezone.utc)
 
 
-def s1_acquisitions(year: int, month: int, sparse: bool = False) -> list[S1Acquisition]:
-    """Radar acquisitions of one month; ``sparse`` keeps only the first (a radar-poor month)."""
+def s1_acquisitions(year: int, month: int, sparse: bool = False,
+                    until: dt.datetime | None = None) -> list[S1Acquisition]:
+    """Radar acquisitions of one month by live platforms, before ``until`` (the catalog's "now");
+    ``sparse`` keeps only the first (a radar-poor month)."""
     start, end = _month_bounds(year, month)
+    end = min(end, until) if until is not None else end
     out = []
     k = int(np.floor((start - S1A_ANCHOR) / dt.timedelta(days=REPEAT_DAYS)))
     while (t := S1A_ANCHOR + dt.timedelta(days=REPEAT_DAYS * k)) < end:
-        candidates = [(t, "S1A")]
-        half = t + dt.timedelta(days=REPEAT_DAYS // 2)
-        if S1B_SPAN[0] <= half < S1B_SPAN[1]:
-            candidates.append((half, "S1B"))
-        elif half >= S1C_START:
-            candidates.append((half, "S1C"))
-        for when, platform in candidates:
-            if start <= when < end:
+        for slot, when in enumerate((t, t + dt.timedelta(days=REPEAT_DAYS // 2))):
+            platform = s1_platform(slot, when)
+            if platform is not None and start <= when < end:
                 out.append(S1Acquisition(when, platform, 15000 + 175 * k))
         k += 1
     out.sort(key=lambda a: a.datetime)

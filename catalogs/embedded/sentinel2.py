@@ -5,7 +5,8 @@ B8A/B11/B12 and SCL; 60 m B01/B09), uint16 digital numbers, nodata 0. Surface re
 land cover and season (vegetation greens up toward July), clouds are bright with SCL 8/9, cirrus
 SCL 10, shadows SCL 3 (darkened), and scenes from 2022-01-25 on carry BOA_ADD_OFFSET = +1000
 (processing baseline 05.10). Every third acquisition comes from the neighbouring orbit whose
-swath edge cuts the city (nodata 0, SCL 0 beyond it).
+swath edge cuts the city (nodata 0, SCL 0 beyond it). Platforms and dates follow the real
+missions as Planetary Computer holds them (``missions.py``): none before November 2016.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from catalogs.embedded.missions import s2_platform
 from catalogs.embedded.landscape import TEXTURE_LEVELS, TEXTURE_Z, CityGrid, Landscape, smooth_noise
 
 BANDS_RES_M: dict[str, float] = {
@@ -58,8 +60,9 @@ class S2Acquisition:
         return BOA_ADD_OFFSET if self.datetime >= OFFSET_START else 0
 
     @property
-    def platform(self) -> str:
-        return "Sentinel-2A" if self.cycle % 2 == 0 else "Sentinel-2B"
+    def platform(self) -> str | None:
+        """Who flew this revisit cycle (missions.py); None: no platform in PC's archive then."""
+        return s2_platform(self.cycle, self.datetime)
 
     @property
     def relative_orbit(self) -> int:
@@ -72,14 +75,17 @@ class S2Acquisition:
         return f"S2{self.platform[-1]}_MSIL2A_{stamp}_R{self.relative_orbit:03d}_T18TWL_{proc}"
 
 
-def s2_acquisitions(year: int, month: int) -> list[S2Acquisition]:
-    """The acquisitions of one month: a 5-day revisit; every third from the edge orbit."""
+def s2_acquisitions(year: int, month: int, until: dt.datetime | None = None) -> list[S2Acquisition]:
+    """The acquisitions of one month: a 5-day revisit (the two orbit slots alternate); every third
+    from the edge orbit. Only cycles flown by a live platform (``missions.py``) and acquired before
+    ``until`` (the catalog's "now": no scene of the future) exist."""
     start = dt.datetime(year, month, 1, tzinfo=dt.timezone.utc)
     end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.timezone.utc)
+    end = min(end, until) if until is not None else end
     k = int(np.ceil((start - ANCHOR) / dt.timedelta(days=REVISIT_DAYS)))
     out = []
     while (t := ANCHOR + dt.timedelta(days=REVISIT_DAYS * k)) < end:
-        if t >= start:
+        if t >= start and s2_platform(k, t) is not None:
             out.append(S2Acquisition(t, k, partial=k % 3 == 2))
         k += 1
     return out

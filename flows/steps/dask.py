@@ -29,7 +29,9 @@ def dask_task_runner(cfg: DaskConfig) -> DaskTaskRunner:
     if cfg.scheduler_address:
         from prefect.settings import PREFECT_API_URL
 
-        if not PREFECT_API_URL.value():
+        import os
+
+        if not PREFECT_API_URL.value() or os.environ.get("NYCEO_TEMPORARY_PREFECT_SERVER"):
             get_run_logger().warning(
                 "dask.scheduler_address is set but this flow runs on a temporary Prefect server "
                 "(PREFECT_API_URL unset): task runs on %s report to the workers' PREFECT_API_URL, or to "

@@ -105,7 +105,7 @@ def _month_skip(found: dict[str, list[pystac.Item]], config: PipelineConfig, mon
     acq = config.acquire
     if not found["s2"]:
         return Skipped(SkipReason.NO_S2_SCENES, f"no {config.catalog.s2_collection} scene of {month} over the "
-                       f"area has eo:cloud_cover <= {acq.s2_max_scene_cloud_pct}")
+                       f"area in the archive with eo:cloud_cover <= {acq.s2_max_scene_cloud_pct}")
     if not found["s1"]:
         return Skipped(SkipReason.NO_S1_SCENES, f"no {config.catalog.s1_collection} scene within "
                        f"{acq.s1_max_widen_days} days of {month}")

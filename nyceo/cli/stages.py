@@ -9,13 +9,27 @@ import typer
 from nyceo.cli.common import ConfigOpt, app, load_or_exit, nullcontext, split_names
 
 
+def check_args_or_exit(cfg, *months: str) -> None:
+    """Months and output roots checked before anything starts: one line on stderr, exit status 2."""
+    from nyceo.paths import check_output_root, check_processable_month
+
+    try:
+        for month in months:
+            check_processable_month(month)
+        check_output_root(cfg)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("grid")
 def grid_cmd(config: Path = ConfigOpt) -> None:
     """Build the chip grid over the configured boroughs and write its GeoParquet index."""
+    cfg = load_or_exit(config)
+    check_args_or_exit(cfg)
+
     from nyceo.grid import counts_per_borough
     from nyceo.grid_stage import read_grid, write_grid
-
-    cfg = load_or_exit(config)
     dest = write_grid(cfg)
     chips = read_grid(dest)
     typer.echo(f"{len(chips)} chips of {cfg.grid.chip_size_px} px at {cfg.grid.resolution_m:g} m -> {dest}")
@@ -37,11 +51,13 @@ def acquire_cmd(
     """Find the month's scenes and write its 4-timestep stack (stack.zarr) on the chip grid."""
     from contextlib import nullcontext
 
+    cfg = load_or_exit(config)
+    check_args_or_exit(cfg, month)
+
     from nyceo.acquire import AcquireError, run_acquire
     from nyceo.acquire.contract import damaged_blocks, invalidate_blocks
     from nyceo.locks import LockedError, stage_lock
 
-    cfg = load_or_exit(config)
     if rebuild_blocks:
         names = sorted(damaged_blocks(cfg, month)) if rebuild_blocks == "damaged" else split_names(rebuild_blocks)
         try:
@@ -87,11 +103,13 @@ def infer_cmd(
     """Tiled TerraMind inference of the month's stack with every (or the named) adapter."""
     import logging
 
+    cfg = load_or_exit(config)
+    check_args_or_exit(cfg, month)
+
     from nyceo.infer import run_infer
     from nyceo.infer.store import StackStoreError
     from nyceo.locks import LockedError, stage_lock
 
-    cfg = load_or_exit(config)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = split_names(adapters)
     try:
@@ -111,13 +129,14 @@ def mosaic_cmd(
     config: Path = ConfigOpt,
 ) -> None:
     """Borough and city COGs, quicklooks and the STAC catalog of a month's predictions."""
+    cfg = load_or_exit(config)
+    check_args_or_exit(cfg, month)
+
+    from nyceo.locks import LockedError, stage_lock
     from nyceo.mosaic.predstore import PredStoreError
     from nyceo.mosaic.stac import update_catalog
     from nyceo.mosaic.stage import mosaic_month
 
-    from nyceo.locks import LockedError, stage_lock
-
-    cfg = load_or_exit(config)
     names = split_names(adapters)
     try:
         with stage_lock(cfg, month, "mosaic"):
@@ -140,18 +159,28 @@ def run_cmd(
     """Run the monthly flow (every stage) for one month on the Prefect engine; print its summary."""
     import json
 
-    from flows.monthly import monthly_run
-    from nyceo.progress import progress_bars
     from nyceo.status import previous_month
 
     cfg = load_or_exit(config)
     month = month or previous_month()
-    with progress_bars(cfg, month) if progress else nullcontext():
-        state = monthly_run(month=month, config_path=str(config), return_state=True)
+    check_args_or_exit(cfg, month)   # before Prefect starts a server (tens of seconds)
+
+    from flows.monthly import monthly_run
+    from nyceo.cli.prefect_server import PrefectServerError, temporary_prefect_server
+    from nyceo.progress import progress_bars
+
+    # the temporary Prefect server dies with this command, even on SIGKILL (no orphan server)
+    try:
+        with temporary_prefect_server(), (progress_bars(cfg, month) if progress else nullcontext()):
+            state = monthly_run(month=month, config_path=str(config), return_state=True)
+            summary = state.result() if state.is_completed() else None
+    except PrefectServerError as exc:
+        typer.echo(f"month {month} not started: {exc}", err=True)
+        raise typer.Exit(1) from None
     if not state.is_completed():
         typer.echo(f"month {month} failed: {state.message}", err=True)
         raise typer.Exit(1)
-    typer.echo(json.dumps(state.result(), indent=2, default=str))
+    typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 @app.command("backfill")
@@ -162,10 +191,21 @@ def backfill_cmd(
     max_concurrent: int = typer.Option(2, "--max-concurrent", "-j", help="Months processed at once."),
 ) -> None:
     """Process every month from --start to --end; months already finished are skipped."""
-    from flows.backfill import backfill, format_table
+    from nyceo.status import month_range
 
-    load_or_exit(config)
-    result = backfill(start=start, end=end, config_path=str(config), max_concurrent=max_concurrent)
+    cfg = load_or_exit(config)
+    check_args_or_exit(cfg, start, end)
+    try:
+        month_range(start, end)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    from flows.backfill import backfill, format_table
+    from nyceo.cli.prefect_server import temporary_prefect_server
+
+    with temporary_prefect_server():   # dies with this command, even on SIGKILL
+        result = backfill(start=start, end=end, config_path=str(config), max_concurrent=max_concurrent)
     typer.echo(format_table(result["months"]))
     if any(r["status"] == "failed" for r in result["months"]):
         raise typer.Exit(1)

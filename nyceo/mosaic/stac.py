@@ -31,6 +31,7 @@ from nyceo.config import PipelineConfig
 from nyceo.io import is_remote, write_json_atomic
 from nyceo.mosaic import layout
 from nyceo.mosaic.clip import Area, configured_areas
+from nyceo.mosaic.stage import area_slugs
 from nyceo.mosaic.cog import PROVENANCE_TAG
 from nyceo.mosaic.predstore import NODATA, PROB_SCALE
 from nyceo.mosaic.provinfo import model_fields, scene_ids
@@ -181,7 +182,7 @@ def update_catalog(config: PipelineConfig, month: str, adapters: list[str] | Non
     so = layout.storage_options(config)
     names = adapters or sorted(config.infer.adapters)
     for adapter in names:
-        for area in configured_areas(config).values():
+        for area in (a for slug, a in configured_areas(config).items() if slug in area_slugs(config, month)):
             rel = layout.item_rel(month, adapter, area.slug)
             d = build_item(config, month, adapter, area).to_dict(include_self_link=False, transform_hrefs=False)
             _links(d, rel, layout.collection_rel(adapter))

@@ -136,6 +136,12 @@ def _layer_band(config: PipelineConfig, adapter: str, layer: str) -> tuple[CogBa
         list(acfg.classes).index(name)
 
 
+def _relative(config: PipelineConfig, path: str) -> str:
+    """``path`` relative to run.output_root (provenance survives moving the output folder)."""
+    root = config.run.output_root.rstrip("/") + "/"
+    return path[len(root):] if path.startswith(root) else path
+
+
 def _stage_files(config: PipelineConfig, month: str, adapter: str, area: Area, store: "LoadedPred",
                  rels: dict[str, str], key: str, staging: Path) -> list[tuple[Path, str]]:
     window = area_window(area.geometry, store.transform, store.height_px, store.width_px)
@@ -147,7 +153,7 @@ def _stage_files(config: PipelineConfig, month: str, adapter: str, area: Area, s
         data = store.read(layer, window, ci)
         data[outside] = NODATA
         prov = base_provenance(config, "mosaic", month=month, adapter=adapter, area=area.slug,
-                               area_name=area.name, layer=layer, input_key=key, pred_store=store.path,
+                               area_name=area.name, layer=layer, input_key=key, pred_store=_relative(config, store.path),
                                pred_provenance=store.provenance, clip="pixel centres in polygon")
         dest = staging / Path(rels[layer]).name
         write_cog(data, wt, store.crs, dest, band, blocksize_px=mcfg.blocksize_px,
@@ -252,7 +258,7 @@ def mosaic_adapter(config: PipelineConfig, month: str, adapter: str, areas: list
     from nyceo.infer.contract import current_pred
 
     found = current_pred(config, month, adapter)
-    slugs = areas or area_slugs(config)
+    slugs = areas or area_slugs(config, month)
     outs, todo = [], []
     for slug in slugs:
         rels = output_rels(config, month, adapter, slug)
@@ -289,7 +295,7 @@ def mosaic_up_to_date(config: PipelineConfig, month: str, adapter: str) -> tuple
     """(areas whose COGs carry the current key, areas) of one adapter; (0, n) while infer is not current."""
     from nyceo.infer.contract import current_pred
 
-    slugs = area_slugs(config)
+    slugs = area_slugs(config, month)
     found = current_pred(config, month, adapter)
     if found is None:
         return 0, len(slugs)
@@ -298,11 +304,23 @@ def mosaic_up_to_date(config: PipelineConfig, month: str, adapter: str) -> tuple
     return ok, len(slugs)
 
 
-def area_slugs(config: PipelineConfig) -> list[str]:
-    """Areas one month publishes per adapter: the configured boroughs' slugs, then 'nyc'."""
+def area_slugs(config: PipelineConfig, month: str | None = None) -> list[str]:
+    """Areas one month publishes per adapter: the configured boroughs' slugs, then 'nyc' — only
+    those that hold at least one pixel centre of the month's chips (a partial run, e.g.
+    ``acquire.chip_ids`` over Manhattan, publishes no empty Brooklyn file)."""
+    from shapely.geometry import box
+
+    from nyceo.acquire.stage import locate
     from nyceo.mosaic.clip import configured_areas
 
-    return list(configured_areas(config))
+    areas = configured_areas(config)
+    if month is None:
+        return list(areas)
+    a = locate(config, month).area
+    half = config.grid.resolution_m / 2
+    minx, miny, maxx, maxy = a.bounds
+    centres = box(minx + half, miny + half, maxx - half, maxy - half)
+    return [slug for slug, area in areas.items() if area.geometry.intersects(centres)]
 
 
 def mosaic_month(config: PipelineConfig, month: str, adapters: list[str] | None = None) -> list[AreaOutputs]:
