@@ -191,6 +191,8 @@ def test_share_intervals_from_an_error_matrix():
     # the reader: scikit-learn orientation (rows = reference) by default, transposed to rows = map
     parsed = parse_error_matrix({"classes": ["a", "b"], "confusion_matrix": [[90, 10], [10, 40]]}, "m.json")
     assert parsed.counts.tolist() == [[90, 10], [10, 40]]
+    parsed = parse_error_matrix({"classes": ["a", "b"], "city": {"confusion": [[90, 10], [10, 40]]}}, "m.json")
+    assert parsed.counts.tolist() == [[90, 10], [10, 40]]  # the evaluate stage's city matrix, rows = reference
     parsed = parse_error_matrix({"area_estimate": {"classes": ["a", "b"], "rows": "map",
                                                    "error_matrix_counts": [[1, 2], [3, 4]]}}, "m.json")
     assert parsed.counts.tolist() == [[1, 2], [3, 4]]
@@ -203,17 +205,17 @@ def test_stage_reads_the_evaluation_and_change_outputs_when_present(tmp_path):
     publish_pred(cfg, MONTH, "lulc_nyc", cm, prob)
     key0 = stage.inputs_key(cfg, MONTH)
     stage.run(cfg, MONTH)  # published without evaluation or change: rebuilt below when they appear
-    ev = tmp_path / "outputs" / MONTH / "eval" / "lulc_nyc"
+    ev = tmp_path / "outputs" / MONTH / "eval" / "lulc_nyc" / "truth"  # the evaluate stage's layout
     ev.mkdir(parents=True)
-    (ev / "metrics.json").write_text(json.dumps({"classes": LULC["classes"], "confusion_matrix": (np.eye(5) * 50 + 2).tolist()}))
+    (ev / "metrics.json").write_text(json.dumps({"classes": LULC["classes"], "city": {"confusion": (np.eye(5) * 50 + 2).tolist()}}))
     area = small_area(cfg)
     codes = np.where(cm == 1, 0, 1).astype(np.uint8)
     ch = tmp_path / "outputs" / MONTH / "change" / "lulc_nyc" / "mom"
     ch.mkdir(parents=True)
-    with rasterio.open(ch / "nyc.tif", "w", driver="GTiff", width=area.width_px, height=area.height_px, count=1,
+    with rasterio.open(ch / "nyc_transition.tif", "w", driver="GTiff", width=area.width_px, height=area.height_px, count=1,
                        dtype="uint8", crs="EPSG:32618", transform=area.transform, nodata=255) as ds:
         ds.write(codes, 1)
-        ds.update_tags(1, CLASS_NAMES=json.dumps(["gain developed", "no change"]))
+        ds.update_tags(1, CODES=json.dumps({"0": "gain developed", "1": "no change"}))
     assert stage.inputs_key(cfg, MONTH) != key0
     stage.run(cfg, MONTH)
     assert sorted(p.name for p in (tmp_path / "outputs" / MONTH).glob("zonal@*")) == [f"zonal@{stage.inputs_key(cfg, MONTH)[:16]}"]

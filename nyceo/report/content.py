@@ -98,7 +98,9 @@ def pngs_under(root: Path) -> list[Path]:
 def change_maps(config: PipelineConfig, month: str, out: Path, c: Content) -> Section:
     sec = Section("Change maps")
     root = Path(paths.month_dir(config, month)) / "change"
-    for p in pngs_under(root):
+    found = pngs_under(root)
+    city = [p for p in found if p.name.startswith("nyc")]  # the city-wide maps when there are per-area ones
+    for p in city or found:
         rel = p.relative_to(root)
         sec.figures.append(Figure(" / ".join(rel.with_suffix("").parts), copy_image(p, out, "change_" + "_".join(rel.parts))))
         c.add_input(p, "change")
@@ -114,12 +116,13 @@ def eval_figures(config: PipelineConfig, month: str, out: Path, c: Content) -> S
         for p in pngs_under(root):
             sec.figures.append(Figure(f"{adapter}: {p.stem.replace('_', ' ')}", copy_image(p, out, f"eval_{adapter}_{p.name}")))
             c.add_input(p, "eval")
-        probes = root / "probes.csv"
-        if probes.is_file():
-            c.tables.append(table_of(f"Sniff probes — {adapter}", pd.read_csv(probes), list(pd.read_csv(probes).columns), 100))
+        for probes in sorted(root.rglob("probes.csv")) if root.is_dir() else []:
+            frame = pd.read_csv(probes)
+            where = "" if probes.parent == root else f" ({probes.parent.name})"
+            c.tables.append(table_of(f"Sniff probes — {adapter}{where}", frame, list(frame.columns), 100))
             c.add_input(probes, "eval")
-        if (root / "metrics.json").is_file():
-            c.add_input(root / "metrics.json", "eval")
+        for metrics in sorted(root.rglob("metrics.json")) if root.is_dir() else []:
+            c.add_input(metrics, "eval")
     if not sec.figures:
         c.notes.append(f"no evaluation figures (run `nyceo evaluate --month {month}` with a reference configured)")
     return sec

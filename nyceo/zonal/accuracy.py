@@ -1,11 +1,13 @@
 """Share intervals from the evaluate stage's error matrix (Olofsson et al. 2014, stratified by map class).
 
-Reads ``<output_root>/<YYYY-MM>/eval/<adapter>/metrics.json`` when it exists. Fields looked for, in
-order (the reader is tolerant; anything else is ignored):
+Reads the evaluate stage's ``<output_root>/<YYYY-MM>/eval/<adapter>/<reference>/metrics.json`` (the
+first reference in name order; ``eval/<adapter>/metrics.json`` is also accepted) when it exists.
+Fields looked for, in order (the reader is tolerant; anything else is ignored):
 
 - ``classes``: class names in matrix order (also accepted inside ``area_estimate``);
-- the error matrix in **sample counts**: ``area_estimate.error_matrix_counts``,
-  ``area_estimate.confusion_matrix``, ``confusion_matrix`` or ``error_matrix`` (list of lists);
+- the error matrix in **counts**: ``area_estimate.error_matrix_counts``, ``area_estimate.confusion_matrix``,
+  ``confusion_matrix``, ``error_matrix`` or ``city.confusion`` (what the evaluate stage writes: the
+  city-wide pixel confusion matrix, scikit-learn orientation); list of lists;
 - its orientation: ``area_estimate.rows`` / ``confusion_matrix_rows`` = ``"map"`` (rows are map
   classes) or ``"reference"`` (rows are reference classes: the scikit-learn / torchmetrics
   convention, the default when nothing says otherwise).
@@ -44,7 +46,10 @@ class ErrorMatrix:
 
 
 def metrics_path(config: PipelineConfig, month: str, adapter: str) -> str:
-    return join(month_dir(config, month), "eval", adapter, "metrics.json")
+    """The evaluation file read for ``adapter`` (it may not exist)."""
+    root = Path(join(month_dir(config, month), "eval", adapter))
+    found = sorted(root.glob("*/metrics.json")) if root.is_dir() else []
+    return str(root / "metrics.json") if (root / "metrics.json").is_file() or not found else str(found[0])
 
 
 def _first(d: dict, *names: str):
@@ -57,7 +62,9 @@ def _first(d: dict, *names: str):
 def parse_error_matrix(metrics: dict, source: str) -> ErrorMatrix | None:
     """The error matrix (rows = map) from an evaluation ``metrics.json``, or None when absent/unusable."""
     area = metrics.get("area_estimate") if isinstance(metrics.get("area_estimate"), dict) else {}
-    matrix = _first(area, "error_matrix_counts", "confusion_matrix") or _first(metrics, "confusion_matrix", "error_matrix")
+    city = metrics.get("city") if isinstance(metrics.get("city"), dict) else {}
+    matrix = (_first(area, "error_matrix_counts", "confusion_matrix") or _first(metrics, "confusion_matrix", "error_matrix")
+              or _first(city, "confusion"))
     classes = _first(area, "classes") or _first(metrics, "classes")
     if matrix is None or classes is None:
         return None

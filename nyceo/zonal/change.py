@@ -1,9 +1,9 @@
 """Change areas per zone, read from the change stage's outputs when they exist (optional input).
 
-Expected (the change stage is built elsewhere; this reader is tolerant and documented here):
-``<output_root>/<YYYY-MM>/change/<adapter>/<pair>/nyc.tif`` — one uint8 code raster per comparison
-``<pair>`` (e.g. ``mom`` for M-1, ``yoy`` for M-12), 255 nodata, code names in the band tag
-``CLASS_NAMES`` (JSON list, index = code) or ``CLASS_<code>`` tags, as the mosaic stage writes them;
+Reads the change stage's city transition raster of each comparison ``<pair>`` (e.g. ``mom``, ``yoy``):
+``<output_root>/<YYYY-MM>/change/<adapter>/<pair>/nyc_transition.tif`` (or ``<pair>/nyc.tif``), uint8,
+255 nodata, code names in the band tag ``CODES`` (JSON {code: name}, as the change stage writes
+them), ``CLASS_NAMES`` (JSON list, index = code) or ``CLASS_<code>`` tags;
 the dataset tag ``NYCEO_INPUT_KEY`` identifies its content. A raster on another grid than the
 prediction store is resampled onto it (nearest). Per zone the output has one column per code:
 ``change_<pair>_<code name>_km2``. No change folder: no columns (and the zonal key is unchanged).
@@ -33,7 +33,12 @@ def change_files(config: PipelineConfig, month: str, adapter: str) -> list[tuple
     root = Path(month_dir(config, month)) / "change" / adapter
     if not root.is_dir():
         return []
-    return [(d.name, d / "nyc.tif") for d in sorted(root.iterdir()) if (d / "nyc.tif").is_file()]
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        found = next((f for f in (d / "nyc_transition.tif", d / "nyc.tif") if f.is_file()), None)
+        if found:
+            out.append((d.name, found))
+    return out
 
 
 def change_fingerprint(config: PipelineConfig, month: str, adapter: str) -> list[list[str]]:
@@ -50,6 +55,11 @@ def change_fingerprint(config: PipelineConfig, month: str, adapter: str) -> list
 
 def code_names(ds: rasterio.DatasetReader) -> dict[int, str]:
     tags = ds.tags(1) | ds.tags()
+    if "CODES" in tags:
+        try:
+            return {int(k): str(v) for k, v in json.loads(tags["CODES"]).items()}
+        except (json.JSONDecodeError, ValueError, AttributeError):
+            pass
     if "CLASS_NAMES" in tags:
         try:
             return {i: str(n) for i, n in enumerate(json.loads(tags["CLASS_NAMES"]))}
