@@ -65,6 +65,20 @@ def run_stages(ctx: StageContext, wanted: list[str], summary: dict[str, Any]) ->
     return failure
 
 
+def publish_report_artifacts(config: Any, month: str) -> list[str]:
+    """The report's headline (markdown + link) and tables as Prefect artifacts; their keys."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from nyceo.report.stage import artifacts
+
+    art = artifacts(config, month)
+    key = f"nyc-report-{month}"
+    create_markdown_artifact(markdown=art["markdown"], key=key, description=f"nyceo report {month}")
+    for table_key, rows in art["tables"].items():
+        create_table_artifact(table=rows, key=table_key, description=f"{table_key} ({month})")
+    return [key, *art["tables"]]
+
+
 @flow(name="nyc-monthly", log_prints=True)
 def monthly_run(
     month: str | None = None,
@@ -82,6 +96,8 @@ def monthly_run(
     ctx.logger.info("month %s: stages %s, config %s", month, wanted, config.config_hash()[:12])
     summary = new_summary(config, month, wanted)
     failure = run_stages(ctx, wanted, summary)
+    if summary["stages"].get("report", {}).get("status") == "done":
+        summary["artifacts"] = publish_report_artifacts(config, month)
     finish_summary(summary, time.perf_counter() - t0)
     summary["summary_path"] = write_summary(config, summary)
     ctx.logger.info("month %s: %s in %.1f s", month, summary["status"], summary["elapsed_s"])
