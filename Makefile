@@ -10,6 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 MONTH  ?= 2024-07
+PREVIOUS_MONTH ?= 2024-06
 CONFIG ?= configs/demo.yaml
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -45,8 +46,11 @@ $(STAC_STAMP): Makefile
 	@$(STAC_VENV)/bin/python -c "from duckdb_extensions import import_extension; [import_extension(e) for e in ('spatial', 'icu', 'parquet')]"
 	@touch $(STAC_STAMP)
 
+# Two consecutive months, so the change stage has a pair (the first month's change skips: no predecessor).
 demo: install
+	$(BIN)/nyceo run --month $(PREVIOUS_MONTH) -c $(CONFIG) --brief
 	$(BIN)/nyceo run --month $(MONTH) -c $(CONFIG)
+	$(BIN)/nyceo status -c $(CONFIG)
 
 # The report test opens the HTML in a real headless browser: Debian's chromium package.
 browser:

@@ -155,6 +155,7 @@ def run_cmd(
     month: str = typer.Option(None, "--month", "-m", help="Month to process, YYYY-MM (default: previous month, New York time)."),
     config: Path = ConfigOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Per-stage progress bars on stderr."),
+    brief: bool = typer.Option(False, "--brief", help="One line per stage instead of the whole JSON summary."),
 ) -> None:
     """Run the monthly flow (every stage) for one month on the Prefect engine; print its summary."""
     import json
@@ -180,7 +181,13 @@ def run_cmd(
     if not state.is_completed():
         typer.echo(f"month {month} failed: {state.message}", err=True)
         raise typer.Exit(1)
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    if not brief:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    typer.echo(f"month {month}: {summary['status']} in {summary['elapsed_s']:.0f} s -> {summary['summary_path']}")
+    for name, rec in summary["stages"].items():
+        extra = "reused" if rec.get("cached") else rec.get("reason", "")
+        typer.echo(f"  {name:<9} {rec['status']:<14} {rec.get('elapsed_s', 0):7.1f} s  {extra}")
 
 
 @app.command("backfill")
