@@ -9,6 +9,7 @@ row, so a stand-in model can compute outputs that are smooth functions of map po
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -115,7 +116,9 @@ class SmoothStandIn:
         k = np.arange(self.n_classes, dtype=np.float64).reshape(-1, *([1] * gy.ndim))
         return 2.0 * np.sin(gx / self.wavelength_px + k * 1.3 + phase) + 1.5 * np.cos(gy / self.wavelength_px - k)
 
-    def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def predict_proba(
+        self, adapter: str, inputs: dict[str, np.ndarray], origins: Sequence[tuple[int, int]] | None = None
+    ) -> np.ndarray:
         self.calls += 1
         gx = inputs[DEM_KEY][:, 0].astype(np.float64)  # [B, H, W]
         gy = inputs[S1_KEY][:, 0, 0].astype(np.float64)
@@ -144,7 +147,9 @@ class BandStandIn:
     def provenance(self, adapter: str) -> dict[str, Any]:
         return {"model": "BandStandIn", "adapter": adapter}
 
-    def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def predict_proba(
+        self, adapter: str, inputs: dict[str, np.ndarray], origins: Sequence[tuple[int, int]] | None = None
+    ) -> np.ndarray:
         self.calls += 1
         f = np.stack(
             [inputs[S2_KEY].mean(axis=(1, 2)) / 3000.0, inputs[S1_KEY].mean(axis=(1, 2)) / 10.0,
