@@ -17,7 +17,7 @@ import numpy as np
 from nyceo.config import S2_BANDS
 from nyceo.grid import AreaGrid
 from nyceo.infer.inputs import DEM_KEY, S1_KEY, S2_KEY
-from nyceo.infer.store import S2_NODATA
+from nyceo.infer.store import S2_NODATA, StackBlock
 
 
 def _smooth(rng: np.random.Generator, shape: tuple[int, int], scale_px: float) -> np.ndarray:
@@ -56,6 +56,14 @@ def stack_arrays(
     s1[:, :, ~valid] = np.nan
     s1_valid = s2_valid.copy().clip(0, 1)
     return {"s2": s2, "s2_valid": s2_valid, "s1": s1, "s1_valid": s1_valid, "dem": dem}
+
+
+def stack_block(
+    area: AreaGrid, seed: int, n_time: int = 4, valid: np.ndarray | None = None
+) -> StackBlock:
+    """The seeded stack variables over all of ``area`` as an in-memory block (no store)."""
+    arr = stack_arrays(area, seed, n_time, valid)
+    return StackBlock(s2=arr["s2"], s2_valid=arr["s2_valid"], s1=arr["s1"], s1_valid=arr["s1_valid"], dem=arr["dem"])
 
 
 def write_stack_store(
