@@ -303,7 +303,8 @@ class AdapterRunner:
             "tta_flips": self.infer.tta_flips, "sdpa_patched_modules": variant.sdpa_patched,
             "runner_version": RUNNER_VERSION,
             "tim_seed": self.infer.tim_seed if is_tim(ad.backbone) else None,
-            "tim_token_seeds": "per window: sha256(tim_seed, window origin y/x, timestep)" if is_tim(ad.backbone) else None,
+            "tim_token_seeds": ("per window: sha256(tim_seed, window origin y/x, timestep)"
+                                if is_tim(ad.backbone) else None),
             "tim_sampling": ({"temperature": self.infer.tim_temperature, "top_p": self.infer.tim_top_p}
                              if is_tim(ad.backbone) else None),
         }
