@@ -66,3 +66,38 @@ def test_cli_then_task_with_real_runner(tmp_path: Path, prefect_api: None) -> No
 
     assert again() == {"lulc_nyc": paths.pred_store(cfg, MONTH, "lulc_nyc")}
     assert len(stamps) == 1 and all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # skipped
+
+
+def test_stores_do_not_depend_on_which_adapters_ran_together_or_on_a_resume(tmp_path: Path) -> None:
+    """Issue 10, defects 1 and 2, through the real CLI and stage. Three months with the same seeded
+    stack (a nodata edge in the west): adapters run together; each alone; together but resumed after
+    the first block (a fresh process whose first block is the second one). Every store is the same.
+    Before the fix, loading a second adapter left its LoRA slot active in the model while the runner
+    still counted the first as active, so the first batch of the first block each process ran was
+    predicted with the wrong adapter's LoRA."""
+    from nyceo.infer import run_infer
+    from nyceo.infer.engine import plan_blocks
+
+    cfg_path = write_config(tmp_path, infer={"block_size_chips": 1})
+    cfg = load_config(cfg_path)
+    area = AreaGrid(219, 262, 1, 2, Lattice.from_config(cfg.grid))
+    valid = np.ones((224, 448), dtype=bool)
+    valid[:, :150] = False
+    together, alone, resumed = "2024-06", "2024-07", "2024-08"
+    for month in (together, alone, resumed):
+        write_stack_store(paths.stack_store(cfg, month), area, seed=13, valid=valid)
+    pair = ["buildings_nyc", "lulc_nyc"]
+    cli = lambda month, names: CliRunner().invoke(  # noqa: E731
+        app, ["infer", "--month", month, "--adapters", ",".join(names), "-c", str(cfg_path)])
+    assert cli(together, pair).exit_code == 0
+    assert cli(alone, pair[:1]).exit_code == 0 and cli(alone, pair[1:]).exit_code == 0
+    first, _ = plan_blocks(area, 1)
+    run_infer(cfg, resumed, pair, block_ids=[first.block_id])  # the run "killed" after its first block
+    assert cli(resumed, pair).exit_code == 0  # the re-run: a fresh runner starting at the second block
+    for name in pair:
+        ref = zarr.open_group(paths.pred_store(cfg, together, name), mode="r")
+        assert (ref["class_map"][:][:, 150:] < 255).all()
+        for month in (alone, resumed):
+            got = zarr.open_group(paths.pred_store(cfg, month, name), mode="r")
+            for layer in ("class_map", "probability", "confidence"):
+                np.testing.assert_array_equal(got[layer][:], ref[layer][:], err_msg=f"{name} {layer} {month}")

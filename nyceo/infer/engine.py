@@ -11,7 +11,7 @@ Windows are added in global raster order, so a pixel's value does not depend on 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -35,8 +35,15 @@ _END = object()
 class Predictor(Protocol):
     """What the engine needs from a model (``nyceo.model.AdapterRunner`` or a stand-in)."""
 
-    def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """``{S2L2A: [B,12,T,H,W], S1RTC: [B,2,T,H,W], DEM: [B,1,H,W]}`` -> float32 [B, K, H, W]."""
+    def predict_proba(
+        self, adapter: str, inputs: dict[str, np.ndarray], origins: Sequence[tuple[int, int]] | None = None
+    ) -> np.ndarray:
+        """``{S2L2A: [B,12,T,H,W], S1RTC: [B,2,T,H,W], DEM: [B,1,H,W]}`` -> float32 [B, K, H, W].
+
+        ``origins``: each window's global (y, x) top-left pixel. A model that draws random numbers
+        (TiM token sampling) must derive them from these, never from the batch, so a window's output
+        does not depend on ``infer.batch_size`` or the block layout.
+        """
         ...
 
     def classes(self, adapter: str) -> list[str]:
@@ -136,8 +143,9 @@ def predict_block(
 
     for i, (batch, inputs) in enumerate(zip(batches, prefetched(assemble, batches))):
         origins = [plan.local_origin(w) for w in batch]
+        global_origins = [(w.gy, w.gx) for w in batch]
         for adapter in adapters if i % 2 == 0 else adapters[::-1]:
-            probs = np.asarray(runner.predict_proba(adapter, inputs), dtype=np.float32)
+            probs = np.asarray(runner.predict_proba(adapter, inputs, global_origins), dtype=np.float32)
             if probs.shape != (len(batch), n_classes[adapter], size, size):
                 raise ValueError(
                     f"adapter '{adapter}' returned probabilities of shape {probs.shape}, expected "

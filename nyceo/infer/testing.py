@@ -9,6 +9,7 @@ row, so a stand-in model can compute outputs that are smooth functions of map po
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from nyceo.config import S2_BANDS
 from nyceo.grid import AreaGrid
 from nyceo.infer.inputs import DEM_KEY, S1_KEY, S2_KEY
-from nyceo.infer.store import S2_NODATA
+from nyceo.infer.store import S2_NODATA, StackBlock
 
 
 def _smooth(rng: np.random.Generator, shape: tuple[int, int], scale_px: float) -> np.ndarray:
@@ -55,6 +56,14 @@ def stack_arrays(
     s1[:, :, ~valid] = np.nan
     s1_valid = s2_valid.copy().clip(0, 1)
     return {"s2": s2, "s2_valid": s2_valid, "s1": s1, "s1_valid": s1_valid, "dem": dem}
+
+
+def stack_block(
+    area: AreaGrid, seed: int, n_time: int = 4, valid: np.ndarray | None = None
+) -> StackBlock:
+    """The seeded stack variables over all of ``area`` as an in-memory block (no store)."""
+    arr = stack_arrays(area, seed, n_time, valid)
+    return StackBlock(s2=arr["s2"], s2_valid=arr["s2_valid"], s1=arr["s1"], s1_valid=arr["s1_valid"], dem=arr["dem"])
 
 
 def write_stack_store(
@@ -130,7 +139,9 @@ class SmoothStandIn:
         k = np.arange(self.n_classes, dtype=np.float64).reshape(-1, *([1] * gy.ndim))
         return 2.0 * np.sin(gx / self.wavelength_px + k * 1.3 + phase) + 1.5 * np.cos(gy / self.wavelength_px - k)
 
-    def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def predict_proba(
+        self, adapter: str, inputs: dict[str, np.ndarray], origins: Sequence[tuple[int, int]] | None = None
+    ) -> np.ndarray:
         self.calls += 1
         gx = inputs[DEM_KEY][:, 0].astype(np.float64)  # [B, H, W]
         gy = inputs[S1_KEY][:, 0, 0].astype(np.float64)
@@ -159,7 +170,9 @@ class BandStandIn:
     def provenance(self, adapter: str) -> dict[str, Any]:
         return {"model": "BandStandIn", "adapter": adapter}
 
-    def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def predict_proba(
+        self, adapter: str, inputs: dict[str, np.ndarray], origins: Sequence[tuple[int, int]] | None = None
+    ) -> np.ndarray:
         self.calls += 1
         f = np.stack(
             [inputs[S2_KEY].mean(axis=(1, 2)) / 3000.0, inputs[S1_KEY].mean(axis=(1, 2)) / 10.0,

@@ -7,7 +7,8 @@ Public API (used by the tiled inference engine)::
     runner.adapter_names            -> list[str]     # infer.adapters, in config order
     runner.classes(adapter)         -> list[str]     # output-channel order, from the config
     runner.load([adapter, ...])     -> None          # optional: load + check everything up front
-    runner.predict_proba(adapter, inputs) -> np.ndarray float32 [B, K, H, W], softmax, CPU
+    runner.predict_proba(adapter, inputs, origins=None) -> np.ndarray float32 [B, K, H, W], softmax, CPU
+                                                     # origins: each window's global (y, x) pixel origin
     runner.provenance(adapter)      -> dict          # name, source, revision, file sha256, backbone,
                                                      # normalization, device, dtype, ...
 
@@ -20,6 +21,12 @@ with the adapter's normalization mean, which normalises to 0). Batching is the c
 Device: ``infer.device`` (auto = CUDA/ROCm, then Apple MPS, then CPU). On a GPU the forward
 runs under autocast ``infer.amp_dtype`` (bf16 by default); CPU runs float32 unless
 ``infer.cpu_amp``. ``infer.tta_flips`` averages the 4 flips of the y/x axes (un-flipped).
+
+Determinism: a window's output depends only on its inputs, the adapter and (TiM) ``tim_seed`` and
+its global origin; never on which adapters were loaded or ran before, their order, the batch size or
+the batch position. Every activation sets the adapter's LoRA slot and neck/decoder/head (peft makes
+each newly injected slot active: loading must not change the active adapter), and TiM draws each
+(window, timestep)'s tokens from its own generator (``nyceo.model.tim_sampling``).
 
 Loading: one base model per backbone variant per process (``terramind_v1_base`` and, for TiM,
 ``terramind_v1_base_tim``), adapters swapped in place (peft LoRA slots + per-adapter

@@ -56,8 +56,9 @@ def build_model(backbone: str, tim_modalities: list[str], num_classes: int, time
     """A freshly initialised (seeded) model in eval mode."""
     from terratorch.models import EncoderDecoderFactory
 
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
+    # seeded initialisation without resetting the process's global RNG (a forked RNG is restored on exit)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(seed)
         warnings.filterwarnings("ignore", message=".*TiM model not pre-trained.*")
         model = EncoderDecoderFactory().build_model(
             task="segmentation", **model_args(backbone, tim_modalities, num_classes, timesteps))

@@ -14,7 +14,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,9 +29,14 @@ from nyceo.model.build import (
     set_lora_slot,
 )
 from nyceo.model.sdpa import use_sdpa
+from nyceo.model.tim_sampling import batch_safe_sampling, per_window_sampling, row_generators, window_seed
 from nyceo.model.weights import resolve_base
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+# Bumped whenever the runner's outputs change for the same weights and inputs (it is part of the
+# provenance, hence of the prediction stores' inputs key): 2 = LoRA slot restored after loading,
+# TiM tokens seeded per window.
+RUNNER_VERSION = 2
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -56,6 +61,7 @@ class _Variant:
     heads: dict[str, nn.ModuleDict] = field(default_factory=dict)
     active: str | None = None
     sdpa_patched: int = 0
+    batch_safe: bool = True  # TiM: every sampled token goes through the per-window generators
 
 
 def set_tim_sampling(model: nn.Module, temperature: float, top_p: float) -> int:
@@ -126,8 +132,10 @@ class AdapterRunner:
                 load_base(model, backbone, path)
             if is_tim(backbone):
                 set_tim_sampling(model, self.infer.tim_temperature, self.infer.tim_top_p)
+                per_window_sampling(model)
             patched = use_sdpa(model) if self.infer.sdpa else 0
-            self._variants[backbone] = _Variant(model.to(self.device), sdpa_patched=patched)
+            self._variants[backbone] = _Variant(model.to(self.device), sdpa_patched=patched,
+                                                batch_safe=batch_safe_sampling(model))
         return self._variants[backbone]
 
     def _ensure_loaded(self, name: str) -> _Variant:
@@ -163,20 +171,24 @@ class AdapterRunner:
         else:  # only the active adapter's neck/decoder/head stay in memory (see _load_head_in_place)
             variant.heads[name] = None
         model.to(self.device).eval()  # new LoRA modules are created on CPU in training mode
+        # peft makes a freshly injected slot the active one of every LoRA layer: give the layers back
+        # to the adapter the runner has active (else it would run with this adapter's LoRA)
+        set_lora_slot(model, variant.active)
         files.lora = {}  # the tensors live in the model now
         self._files[name] = files
         release_memory()  # loading temporaries: back to the OS before the next adapter or forward
         return variant
 
     def _activate(self, name: str) -> _Variant:
+        """Make ``name`` the model's LoRA slot and neck/decoder/head: set every time (cheap), so no
+        earlier load or swap can leave another adapter's part in place."""
         variant = self._ensure_loaded(name)
-        if variant.active != name:
-            set_lora_slot(variant.model, name)
-            if variant.heads[name] is None:
-                self._load_head_in_place(variant, name)
-            else:
-                attach_head_modules(variant.model, variant.heads[name])
-            variant.active = name
+        set_lora_slot(variant.model, name)
+        if variant.heads[name] is None:
+            self._load_head_in_place(variant, name)
+        else:
+            attach_head_modules(variant.model, variant.heads[name])
+        variant.active = name
         return variant
 
     def _load_head_in_place(self, variant: _Variant, name: str) -> None:
@@ -194,38 +206,63 @@ class AdapterRunner:
         attach_head_modules(model, parts)
 
     # ---- inference ------------------------------------------------------------------------
-    def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Softmax probabilities float32 [B, K, H, W] (CPU numpy) for raw inputs; see module doc."""
+    def predict_proba(self, adapter: str, inputs: dict[str, np.ndarray],
+                      origins: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
+        """Softmax probabilities float32 [B, K, H, W] (CPU numpy) for raw inputs; see module doc.
+
+        ``origins``: each window's global (y, x) origin in pixels; TiM samples a window's tokens from
+        ``tim_seed`` and its origin, so its output does not depend on the batch it is in. Without
+        origins window ``i`` of the batch counts as origin ``(0, i)``.
+        """
         ad = self._adapter_config(adapter)
+        n = next(iter(inputs.values())).shape[0] if inputs else 0
+        origins = [(0, i) for i in range(n)] if origins is None else [(int(y), int(x)) for y, x in origins]
+        if len(origins) != n:
+            raise ValueError(f"predict_proba got {len(origins)} window origins for a batch of {n} windows")
         tensors = self._prepare(adapter, inputs)
         variant = self._activate(adapter)
+        if is_tim(ad.backbone) and not variant.batch_safe:  # sequence TiM modalities: one window per forward
+            parts = [self._predict(variant, {m: t[i : i + 1] for m, t in tensors.items()}, [origins[i]], True)
+                     for i in range(n)]
+            return np.concatenate(parts, axis=0)
+        return self._predict(variant, tensors, origins, is_tim(ad.backbone))
+
+    def _predict(self, variant: _Variant, tensors: dict[str, torch.Tensor], origins: list[tuple[int, int]],
+                 tim: bool) -> np.ndarray:
         flips = FLIPS if self.infer.tta_flips else ((),)
         total = None
         for dims in flips:
             x = {m: (t.flip(dims) if dims else t) for m, t in tensors.items()}
-            p = self._forward(variant.model, x, tim=is_tim(ad.backbone))
+            p = self._forward(variant, x, origins if tim else None)
             p = p.flip(dims) if dims else p
             total = p if total is None else total + p
         return (total / len(flips)).cpu().numpy().astype(np.float32, copy=False)
 
-    def _forward(self, model: nn.Module, x: dict[str, torch.Tensor], tim: bool) -> torch.Tensor:
+    def _forward(self, variant: _Variant, x: dict[str, torch.Tensor],
+                 origins: list[tuple[int, int]] | None) -> torch.Tensor:
         autocast = (torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
                     if self.amp_dtype != torch.float32 else contextlib.nullcontext())
-        with torch.inference_mode(), autocast, self._tim_seeded(tim):
-            out = model(dict(x)).output  # a fresh dict: TiM adds its generated tokens to it
+        with torch.inference_mode(), autocast, self._tim_seeded(variant, origins):
+            out = variant.model(dict(x)).output  # a fresh dict: TiM adds its generated tokens to it
         return out.float().softmax(dim=1)
 
     @contextlib.contextmanager
-    def _tim_seeded(self, tim: bool) -> Iterator[None]:
-        """TiM samples its tokens (python ``random`` + torch RNG): seed both, restore afterwards."""
-        if not tim:
+    def _tim_seeded(self, variant: _Variant, origins: list[tuple[int, int]] | None) -> Iterator[None]:
+        """TiM samples its tokens (python ``random`` + torch RNG, see ``nyceo.model.tim_sampling``):
+        seed the batch-wide draws from ``tim_seed`` (one window alone: from its origin too), give each
+        (window, timestep) row its own generator, restore the global RNG state afterwards."""
+        if origins is None:
             yield
             return
+        tim_seed = self.infer.tim_seed
+        seed = tim_seed if variant.batch_safe else window_seed(tim_seed, *origins[0])  # one window per forward
+        rows = [window_seed(tim_seed, gy, gx, t) for gy, gx in origins
+                for t in range(self.config.acquire.timesteps)]
         state = random.getstate()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            random.seed(self.infer.tim_seed)
-            torch.manual_seed(self.infer.tim_seed)
+        with torch.random.fork_rng(devices=devices), row_generators(variant.model, rows, self.device):
+            random.seed(seed)
+            torch.manual_seed(seed)
             try:
                 yield
             finally:
@@ -264,7 +301,10 @@ class AdapterRunner:
             "normalization": {"means": ad.norm_means, "stds": ad.norm_stds},
             "device": str(self.device), "dtype": str(self.amp_dtype).removeprefix("torch."),
             "tta_flips": self.infer.tta_flips, "sdpa_patched_modules": variant.sdpa_patched,
+            "runner_version": RUNNER_VERSION,
             "tim_seed": self.infer.tim_seed if is_tim(ad.backbone) else None,
+            "tim_token_seeds": ("per window: sha256(tim_seed, window origin y/x, timestep)"
+                                if is_tim(ad.backbone) else None),
             "tim_sampling": ({"temperature": self.infer.tim_temperature, "top_p": self.infer.tim_top_p}
                              if is_tim(ad.backbone) else None),
         }
