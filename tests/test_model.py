@@ -179,6 +179,7 @@ def test_sdpa_patch_matches_unfused_attention():
 
     from nyceo.model.sdpa import use_sdpa
 
+    torch.set_float32_matmul_precision("highest")  # importing terratorch set "medium" (bf16 matmuls)
     torch.manual_seed(0)
     attn = NormAttention(64, num_heads=4, qkv_bias=True).eval()
     x = torch.randn(2, 50, 64)
@@ -287,3 +288,15 @@ def test_tim_sampling_is_configured_and_recorded(demo):
     sampled_a, _ = run(tim_seed=1)
     sampled_b, _ = run(tim_seed=2)
     assert np.abs(sampled_a - sampled_b).max() > 1e-4
+
+
+def test_importing_terratorch_keeps_float32_matmuls_in_float32():
+    """terratorch's clay_v15 module sets torch.set_float32_matmul_precision("medium") on import
+    (bf16 matmuls on CPUs that have them): outputs moved by ~6e-4. Fresh process: it must not stick."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from nyceo.model.build import terratorch_factory; terratorch_factory(); "
+            "print(torch.get_float32_matmul_precision())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "highest"

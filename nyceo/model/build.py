@@ -51,11 +51,23 @@ def model_args(backbone: str, tim_modalities: list[str], num_classes: int, times
     return args
 
 
+def terratorch_factory():
+    """terratorch's EncoderDecoderFactory, imported without its side effect: importing terratorch
+    runs ``torch.set_float32_matmul_precision("medium")`` (its clay_v15 module), which lets float32
+    matmuls run in bfloat16 on CPUs that have it. The process's precision is restored, so
+    ``amp_dtype: float32`` means float32."""
+    precision = torch.get_float32_matmul_precision()
+    try:
+        from terratorch.models import EncoderDecoderFactory
+    finally:
+        torch.set_float32_matmul_precision(precision)
+    return EncoderDecoderFactory
+
+
 def build_model(backbone: str, tim_modalities: list[str], num_classes: int, timesteps: int,
                 seed: int = 0) -> nn.Module:
     """A freshly initialised (seeded) model in eval mode."""
-    from terratorch.models import EncoderDecoderFactory
-
+    EncoderDecoderFactory = terratorch_factory()
     # seeded initialisation without resetting the process's global RNG (a forked RNG is restored on exit)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(seed)

@@ -101,6 +101,8 @@ class AdapterRunner:
         self._base: tuple[object, str] | None = None
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads(self.infer.cpu_threads))
+        if self.amp_dtype == torch.float32:  # float32 means float32 (no bf16 matmul shortcut)
+            torch.set_float32_matmul_precision("highest")
 
     # ---- registry -------------------------------------------------------------------------
     @property
