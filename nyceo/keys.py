@@ -20,7 +20,7 @@ from nyceo.config import AdapterConfig, PipelineConfig
 CODE_VERSIONS: dict[str, str] = {
     "grid": "1",
     "acquire": "1",
-    "infer": "2",  # 2: TiM tokens seeded per window (not per batch)
+    "infer": "3",  # 2: TiM tokens seeded per window (not per batch); 3: float32 matmuls really float32
     "mosaic": "1",
     "zonal": "1",
     "report": "1",
