@@ -79,7 +79,7 @@ def trained(tmp_path_factory):
 
 def test_short_training_lowers_the_loss(trained):
     cfg, report = trained
-    log = Path(report["train_root"]) / "runs" / "seed0" / "logs" / "version_0" / "metrics.csv"
+    log = Path(report["train_root"]) / "runs" / "seed0" / "logs" / "version_0" / "metrics.csv"  # first (only) attempt
     losses = [float(r["train/loss"]) for r in csv.DictReader(log.open()) if r.get("train/loss")]
     assert len(losses) == 6  # 6 epochs x 1 step (2 train chips, batch 2)
     assert np.mean(losses[-2:]) < 0.8 * losses[0], losses

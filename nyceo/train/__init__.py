@@ -13,3 +13,7 @@ grid with mode resampling. Split: ``nyceo.train.split`` (spatial blocks + buffer
 Export: the published adapter format (``nyceo.train.export``), hashes in a manifest
 (``nyceo.train.manifest``). Only this package and ``nyceo.model`` import torch.
 """
+
+from nyceo.model.compat import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # before terratorch / Lightning / torchmetrics import torchvision

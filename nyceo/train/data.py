@@ -62,7 +62,8 @@ def open_stacks(config: PipelineConfig, adapter: str, months: list[str]) -> dict
         try:
             out[month] = StackStore(path, lattice)
         except StackStoreError as exc:
-            raise TrainError(f"train.adapters.{adapter}.months: {exc}") from None
+            raise TrainError(f"train.adapters.{adapter}.months: month {month} has no finished stack ({exc}); "
+                             f"run `nyceo acquire --month {month} -c <config>` or train on other months") from None
     if not out:
         raise TrainError(f"train.adapters.{adapter}.months is empty; name the month(s) whose stacks to train on")
     return out

@@ -114,7 +114,7 @@ def make_trainer(config: PipelineConfig, tcfg: TrainAdapterConfig, run_dir: Path
     return pl.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=1, precision=config.train.gpu_precision if gpu else "32-true",
         max_epochs=tcfg.max_epochs, max_steps=max_steps, callbacks=[ckpt, stop, *(callbacks or [])],
-        logger=CSVLogger(str(run_dir), name="logs", version=0), default_root_dir=str(run_dir),
+        logger=CSVLogger(str(run_dir), name="logs"), default_root_dir=str(run_dir),
         log_every_n_steps=1, num_sanity_val_steps=0, enable_model_summary=False, deterministic="warn",
         enable_progress_bar=True,
     )
