@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nyceo.config import load_config
-from nyceo.train.manifest import read_manifest, train_root  # (nyceo.train makes torchvision importable first)
-from nyceo.train.run import train_adapter
+from nyceo.train.manifest import read_manifest, train_root
+from nyceo.train.run import train_adapter  # imports nyceo.model first: torchvision importable
 
 import lightning.pytorch as pl  # noqa: E402  isort: skip
 from tests.test_train_fit import ADAPTER, make_case

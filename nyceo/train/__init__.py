@@ -11,9 +11,7 @@ Inputs are the acquire stage's stacks (``nyceo.infer.store.StackStore`` + ``nyce
 assemble_batch``: the inference inputs and fill rules), labels a raster or STAC asset read on the chip
 grid with mode resampling. Split: ``nyceo.train.split`` (spatial blocks + buffer, hash of ids).
 Export: the published adapter format (``nyceo.train.export``), hashes in a manifest
-(``nyceo.train.manifest``). Only this package and ``nyceo.model`` import torch.
+(``nyceo.train.manifest``). Only this package and ``nyceo.model`` import torch; ``split``, ``labels``
+and ``manifest`` do not (``manifest.pinned_config`` is cheap enough for key computations).
 """
 
-from nyceo.model.compat import ensure_torchvision_importable
-
-ensure_torchvision_importable()  # before terratorch / Lightning / torchmetrics import torchvision
