@@ -348,6 +348,10 @@ class TrainAdapterConfig(_Strict):
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay.")
     flips: bool = Field(True, description="Random flips of y/x as training augmentation.")
+    bn_momentum: float | None = Field(
+        0.1, gt=0, le=1, description="Momentum of the decoder's BatchNorm running statistics; None = cumulative "
+        "average over all training batches (short runs: running statistics that match the final weights better).",
+    )
     seed: int = Field(0, description="Seed of the run (the first of --seeds N).")
     split: TrainSplitConfig = Field(default_factory=TrainSplitConfig)
     auto: bool = Field(False, description="Train before inference when the exported adapter is missing or its "

@@ -87,6 +87,9 @@ def build_task(config: PipelineConfig, adapter: str, seed: int) -> Any:
         inject_adapter_in_model(lora, task.model.encoder, adapter_name="default")
     for name, p in task.model.encoder.named_parameters():
         p.requires_grad = ".lora_" in name
+    for module in task.model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = tcfg.bn_momentum
     return task
 
 
