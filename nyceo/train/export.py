@@ -68,7 +68,7 @@ def model_card(adapter: str, config: PipelineConfig, metrics: dict[str, Any], tr
     rows = "\n".join(f"| {c} | {'—' if v is None else f'{v:.3f}'} |" for c, v in test["IoU"].items())
     seeds = metrics.get("seeds", {})
     spread = (f"test mIoU over {len(seeds.get('values', []))} seeds: mean {seeds['mean']:.3f}, "
-              f"std {seeds['std']:.3f}" if seeds.get("values") else "one seed")
+              f"std {seeds['std']:.3f}" if len(seeds.get("values", [])) > 1 else "one seed")
     return f"""# {adapter}
 
 LoRA adapter (published TerraMind-NYC-Adapters format) for `{ad.backbone}`, trained by `nyceo adapters train`.
