@@ -504,6 +504,75 @@ class ReportConfig(_Strict):
     embed_images: bool = Field(False, description="Embed images as data URIs (one file) instead of beside it.")
 
 
+class TrainSplitConfig(_Strict):
+    """Spatial train/val/test split: lattice-aligned blocks of chips, assigned by a hash of the block id."""
+
+    block_chips: int = Field(2, gt=0, description="Split block edge in chips (a block goes to one split).")
+    buffer_chips: int = Field(1, ge=0, description="No chip of one split within this many chips (Chebyshev "
+                              "distance on the lattice) of a chip of another split; chips in the buffer are dropped.")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of blocks for validation.")
+    test_fraction: float = Field(0.15, gt=0, lt=1, description="Share of blocks for the test split.")
+    salt: str = Field("nyceo-split-1", description="Hash salt; change it to draw another split.")
+    min_chips: dict[str, int] = Field(
+        default_factory=lambda: {"train": 2, "val": 1, "test": 1},
+        description="Fewest chips each split needs; fewer is an error before training.",
+    )
+
+
+class TrainLabelsConfig(_Strict):
+    """Where the labels come from and how their codes become class indices."""
+
+    source: str = Field(
+        description="stac:<collection>/<asset> (the configured catalog, e.g. stac:nyceo-embedded-truth/landcover) "
+        "or a raster file path; read onto the chip grid with mode resampling."
+    )
+    remap: dict[int, int] = Field(description="Label code -> class index (channel order of the adapter's classes).")
+    ignore_codes: list[int] = Field(default_factory=list, description="Label codes left out of the loss "
+                                    "(become ignore_index), e.g. the raster's nodata.")
+
+
+class TrainAdapterConfig(_Strict):
+    """How one adapter of infer.adapters is trained (same name); the published recipe, reduced at will."""
+
+    labels: TrainLabelsConfig
+    months: list[str] = Field(description="Months (YYYY-MM) whose acquire stacks are the inputs.")
+    chip_ids: list[str] = Field(default_factory=list, description="Only these chips (empty = every chip of the stacks).")
+    max_chips: int | None = Field(None, gt=0, description="At most this many chips, drawn by a hash of their id "
+                                  "(reduced recipes, e.g. the CPU demo); None = all.")
+    lora_r: int = Field(16, gt=0, description="LoRA rank.")
+    lora_alpha: float = Field(32, gt=0, description="LoRA alpha.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    lora_targets: list[str] = Field(default_factory=lambda: ["attn.qkv", "attn.proj"],
+                                    description="LoRA target modules of the encoder blocks.")
+    class_weights: list[float] | None = Field(None, description="Loss weight per class (None = equal).")
+    ignore_index: int = Field(255, ge=0, description="Label value left out of loss and metrics.")
+    max_epochs: int = Field(50, gt=0, description="Most epochs.")
+    patience: int = Field(5, gt=0, description="Early stopping: epochs without a better val mIoU.")
+    batch_size: int = Field(8, gt=0, description="Chips per step.")
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay.")
+    flips: bool = Field(True, description="Random flips of y/x as training augmentation.")
+    bn_momentum: float | None = Field(
+        0.1, gt=0, le=1, description="Momentum of the decoder's BatchNorm running statistics; None = cumulative "
+        "average over all training batches (short runs: running statistics that match the final weights better).",
+    )
+    seed: int = Field(0, description="Seed of the run (the first of --seeds N).")
+    split: TrainSplitConfig = Field(default_factory=TrainSplitConfig)
+    auto: bool = Field(False, description="Train before inference when the exported adapter is missing or its "
+                       "inputs changed (the offline demo); otherwise only `nyceo adapters train` trains.")
+
+
+class TrainConfig(_Strict):
+    """Training LoRA adapters from labels on the chip grid (nyceo/train)."""
+
+    root: str = Field("{output_root}/train", description="Runs, checkpoints, logs, splits and manifests.")
+    gpu_precision: str = Field("bf16-mixed", description="Lightning precision on a GPU.")
+    cpu_precision: str = Field("32-true", description="Lightning precision on CPU (bf16-mixed uses AMX/AVX512-BF16 "
+                               "where the CPU has it: ~3x faster training steps; part of the training key).")
+    cpu_threads: int | None = Field(None, gt=0, description="torch threads on CPU (None = all cores).")
+    adapters: dict[str, TrainAdapterConfig] = Field(default_factory=dict, description="Training recipes by adapter.")
+
+
 class PipelineConfig(_Strict):
     """The whole configuration."""
 
@@ -518,6 +587,7 @@ class PipelineConfig(_Strict):
     change: ChangeConfig = Field(default_factory=ChangeConfig)
     zonal: ZonalConfig = Field(default_factory=ZonalConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the resolved configuration (provenance, cache keys)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from nyceo.cli.common import app
 
 # Command groups: importing a module registers its commands on ``app``.
-from nyceo.cli import change, config_cmd, evaluate, models, stages, zonal  # noqa: E402,F401
+from nyceo.cli import change, config_cmd, evaluate, models, stages, train, zonal  # noqa: E402,F401
 
 
 def main() -> None:  # pragma: no cover - console entry point

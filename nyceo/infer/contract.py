@@ -29,8 +29,11 @@ def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
 
 def adapter_hashes(config: PipelineConfig, adapter: str) -> dict[str, str] | None:
     """sha256 of the adapter's three files: the configured pins when all are pinned (the runner
-    refuses files that differ), else the files of a local folder; None when neither is known."""
-    ad = config.infer.adapters[adapter]
+    refuses files that differ), else the files of a local folder; None when neither is known.
+    Adapters trained by the pipeline (``train`` recipes) are pinned from their training manifests."""
+    from nyceo.train.manifest import pinned_config
+
+    ad = pinned_config(config).infer.adapters[adapter]
     if all(f in ad.sha256 for f in ADAPTER_FILES):
         return {f: ad.sha256[f] for f in ADAPTER_FILES}
     if ad.source.startswith("hf://"):

@@ -45,11 +45,14 @@ PRED_NDIM = {"class_map": 2, "probability": 3, "confidence": 2}
 def make_runner(config: PipelineConfig) -> Predictor:
     """The real model runner: base loaded once, adapters swapped (imports torch).
 
-    Demo adapters a config names (``demo_seed`` + local folder) are written first when missing.
+    Adapters with an ``auto`` training recipe (the demo) are trained first when missing or stale
+    (cached by their training key) and pinned from their manifests; other demo adapters
+    (``demo_seed`` + local folder) are written when missing.
     """
-    from nyceo.model import AdapterRunner, ensure_demo_adapters
+    from nyceo.model import AdapterRunner
+    from nyceo.train.demo import ensure_trained_demo_adapters
 
-    ensure_demo_adapters(config)
+    config = ensure_trained_demo_adapters(config)
     return AdapterRunner(config, device=config.infer.device)
 
 

@@ -1,0 +1,17 @@
+"""Training LoRA adapters from labels on the chip grid (terratorch SemanticSegmentationTask + Lightning).
+
+Public API::
+
+    from nyceo.train.run import train_adapter, preflight
+    report = train_adapter(config, "lulc_nyc", seeds=1, resume=False)   # -> folder, sha256, metrics, snippet
+    from nyceo.train.demo import ensure_trained_demo_adapters
+    config = ensure_trained_demo_adapters(config)   # trains `auto` adapters once (cached by key), pins them
+
+Inputs are the acquire stage's stacks (``nyceo.infer.store.StackStore`` + ``nyceo.infer.inputs.
+assemble_batch``: the inference inputs and fill rules), labels a raster or STAC asset read on the chip
+grid with mode resampling. Split: ``nyceo.train.split`` (spatial blocks + buffer, hash of ids).
+Export: the published adapter format (``nyceo.train.export``), hashes in a manifest
+(``nyceo.train.manifest``). Only this package and ``nyceo.model`` import torch; ``split``, ``labels``
+and ``manifest`` do not (``manifest.pinned_config`` is cheap enough for key computations).
+"""
+

@@ -1,0 +1,190 @@
+"""One seeded training run: terratorch's SemanticSegmentationTask driven by a Lightning Trainer.
+
+The model is the published recipe (``nyceo.model.build.model_args``: temporal TerraMind encoder,
+SelectIndices -> ReshapeTokensToImage -> LearnedInterpolateToPyramidal neck, UNet decoder,
+segmentation head). The encoder holds the *inference* base (the checkpoint of
+``infer.base_weights``, or the runner's seeded random base), stays frozen, and gets a peft LoRA
+``default`` slot on the blocks' attention (rank/alpha/dropout/targets from the config); neck,
+decoder and head are fresh and trained. Early stopping and the best checkpoint follow val mIoU;
+``last.ckpt`` is written every epoch so ``resume=True`` continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from nyceo.config import PipelineConfig, TrainAdapterConfig
+from nyceo.model.build import build_model, is_tim, load_base, model_args
+from nyceo.model.weights import resolve_base
+from nyceo.train.errors import TrainError
+
+LOADER_TARGETS = ("attn.proj", "attn.qkv")  # what nyceo.model.build.LORA_TARGET_REGEX puts LoRA on
+MONITOR = "val/mIoU"
+
+
+@dataclass
+class RunResult:
+    """What one seeded run produced."""
+
+    seed: int
+    run_dir: Path
+    best_checkpoint: Path
+    val_miou: float
+    epochs: int
+    global_step: int
+
+
+def lora_regex(adapter: str, targets: list[str]) -> str:
+    """peft target regex for ``targets`` on the encoder blocks (the loader's slots, nothing else)."""
+    if tuple(sorted(targets)) != LOADER_TARGETS:
+        raise TrainError(
+            f"train.adapters.{adapter}.lora_targets {targets}: the inference loader puts LoRA on exactly "
+            f"{list(LOADER_TARGETS)} of every encoder block (nyceo.model.build.LORA_TARGET_REGEX); use those"
+        )
+    alt = "|".join(re.escape(t) for t in sorted(targets))
+    regex = rf"encoder\.encoder\.\d+\.({alt})"
+    return regex
+
+
+def build_task(config: PipelineConfig, adapter: str, seed: int) -> Any:
+    """The SemanticSegmentationTask with the inference base in a frozen encoder and a LoRA slot."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from terratorch.tasks import SemanticSegmentationTask
+
+    ad, tcfg = config.infer.adapters[adapter], config.train.adapters[adapter]
+    regex = lora_regex(adapter, tcfg.lora_targets)
+    args = model_args(ad.backbone, ad.tim_modalities, len(ad.classes), config.acquire.timesteps)
+    torch.manual_seed(seed)  # fresh neck / decoder / head from the run's seed
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*TiM model not pre-trained.*")
+        task = SemanticSegmentationTask(
+            model_factory="EncoderDecoderFactory", model_args=args, loss="ce",
+            class_weights=tcfg.class_weights, ignore_index=tcfg.ignore_index, lr=tcfg.lr, optimizer="AdamW",
+            optimizer_hparams={"weight_decay": tcfg.weight_decay}, plot_on_val=False, class_names=list(ad.classes),
+        )
+    _load_inference_base(config, task.model, ad.backbone, ad.tim_modalities)
+    if config.infer.sdpa:
+        from nyceo.model.sdpa import use_sdpa
+
+        use_sdpa(task.model)
+    if is_tim(ad.backbone):
+        from nyceo.model.runner import set_tim_sampling
+
+        set_tim_sampling(task.model, config.infer.tim_temperature, config.infer.tim_top_p)
+    lora = LoraConfig(r=tcfg.lora_r, lora_alpha=tcfg.lora_alpha, lora_dropout=tcfg.lora_dropout,
+                      target_modules=regex, bias="none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inject_adapter_in_model(lora, task.model.encoder, adapter_name="default")
+    for name, p in task.model.encoder.named_parameters():
+        p.requires_grad = ".lora_" in name
+    for module in task.model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = tcfg.bn_momentum
+    return task
+
+
+def _load_inference_base(config: PipelineConfig, model: torch.nn.Module, backbone: str, tim: list[str]) -> None:
+    """The encoder the inference runner will use: checkpoint, or its seeded random base."""
+    path, _ = resolve_base(config)
+    if path is not None:
+        load_base(model, backbone, path)
+        return
+    base = build_model(backbone, tim, 2, config.acquire.timesteps, seed=config.infer.random_base_seed)
+    model.encoder.load_state_dict(base.encoder.state_dict(), strict=True)
+
+
+def make_trainer(config: PipelineConfig, tcfg: TrainAdapterConfig, run_dir: Path, callbacks: list | None = None,
+                 max_steps: int = -1) -> Any:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    dev = config.infer.device
+    gpu = dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available())
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max",
+                           save_top_k=1, save_last=True)
+    stop = EarlyStopping(monitor=MONITOR, mode="max", patience=tcfg.patience)
+    return pl.Trainer(
+        accelerator="gpu" if gpu else "cpu", devices=1, precision=config.train.gpu_precision if gpu else config.train.cpu_precision,
+        max_epochs=tcfg.max_epochs, max_steps=max_steps, callbacks=[ckpt, stop, *(callbacks or [])],
+        logger=CSVLogger(str(run_dir), name="logs"), default_root_dir=str(run_dir),
+        log_every_n_steps=1, num_sanity_val_steps=0, enable_model_summary=False, deterministic="warn",
+        enable_progress_bar=True,
+    )
+
+
+def loaders(train_ds, val_ds, tcfg: TrainAdapterConfig, seed: int) -> tuple[DataLoader, DataLoader]:
+    gen = torch.Generator().manual_seed(seed)
+    return (DataLoader(train_ds, batch_size=tcfg.batch_size, shuffle=True, generator=gen, num_workers=0),
+            DataLoader(val_ds, batch_size=tcfg.batch_size, shuffle=False, num_workers=0))
+
+
+def fit_one(config: PipelineConfig, adapter: str, train_ds, val_ds, run_dir: Path, seed: int, resume: bool = False,
+            callbacks: list | None = None, max_steps: int = -1) -> tuple[Any, RunResult]:
+    """Train one seeded run into ``run_dir``; the task comes back holding the best (val mIoU) weights."""
+    import lightning.pytorch as pl
+
+    tcfg = config.train.adapters[adapter]
+    if config.train.cpu_threads:
+        torch.set_num_threads(config.train.cpu_threads)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    task = build_task(config, adapter, seed)
+    train_dl, val_dl = loaders(train_ds, val_ds, tcfg, seed)
+    trainer = make_trainer(config, tcfg, run_dir, callbacks, max_steps)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*deterministic.*")
+        trainer.fit(task, train_dl, val_dl, ckpt_path=str(last) if resume and last.is_file() else None)
+    ckpt_cb = trainer.checkpoint_callback
+    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else last
+    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    task.load_state_dict(state)
+    score = ckpt_cb.best_model_score
+    return task.cpu().eval(), RunResult(seed, run_dir, best, float(score) if score is not None else float("nan"),
+                                        trainer.current_epoch, trainer.global_step)
+
+
+def confusion(task: Any, dataset, num_classes: int, ignore_index: int, batch_size: int = 4) -> np.ndarray:
+    """Confusion matrix [true, pred] (pixel counts) of the task's model over ``dataset``."""
+    model = task.model.eval()
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            x = {m: t.to(device) for m, t in batch["image"].items()}
+            pred = model(dict(x)).output.argmax(dim=1).cpu().numpy()
+            y = batch["mask"].numpy()
+            ok = y != ignore_index
+            cm += np.bincount(y[ok] * num_classes + pred[ok], minlength=num_classes**2).reshape(num_classes, -1)
+    return cm
+
+
+def metrics_from_confusion(cm: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """IoU per class (None where a class is absent from truth and prediction), mIoU over the others."""
+    tp = np.diag(cm).astype(float)
+    union = cm.sum(0) + cm.sum(1) - tp
+    truth, pred = cm.sum(1), cm.sum(0)
+    iou = {c: (float(tp[i] / union[i]) if union[i] > 0 else None) for i, c in enumerate(classes)}
+    present = [v for v in iou.values() if v is not None]
+    return {
+        "mIoU": float(np.mean(present)) if present else None,
+        "IoU": iou,
+        "pixel_accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "precision": {c: (float(tp[i] / pred[i]) if pred[i] else None) for i, c in enumerate(classes)},
+        "recall": {c: (float(tp[i] / truth[i]) if truth[i] else None) for i, c in enumerate(classes)},
+        "pixels": int(cm.sum()),
+        "confusion_matrix": cm.tolist(),
+    }
