@@ -33,6 +33,8 @@ def write_config(tmp_path: Path, base: str = "configs/demo.yaml", **sections: di
     """A copy of ``base`` with output_root under ``tmp_path`` and ``sections`` merged in."""
     raw = yaml.safe_load((REPO / base).read_text())
     raw.pop("train", None)  # tests use the seeded untrained demo adapters; training has its own tests
+    if "infer" in raw:  # tests check the production numerics (float32, sampled TiM tokens), not the demo's
+        raw["infer"].update(amp_dtype="float32", cpu_amp=False, tim_temperature=1.0, tim_top_p=0.8)
     raw.setdefault("run", {})["output_root"] = str(tmp_path / "outputs")
     if raw.get("catalog", {}).get("kind") == "embedded":
         raw["catalog"]["embedded_root"] = str(tmp_path / "embedded")
