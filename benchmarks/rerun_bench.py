@@ -45,6 +45,8 @@ def make_config(base: Path, out_root: Path, embedded_root: Path, tiny: bool,
     raw = yaml.safe_load(base.read_text())
     raw.setdefault("run", {})["output_root"] = str(out_root)
     raw.setdefault("catalog", {})["embedded_root"] = str(embedded_root)
+    if tiny:
+        raw.pop("train", None)  # 4 chips cannot hold the demo's training split: untrained demo adapters
     for section in (TINY if tiny else {}, extra or {}):
         for key, values in section.items():
             raw.setdefault(key, {}).update(values)

@@ -36,6 +36,7 @@ def tiny_config(root: Path, emb: Path, output_root: str | None = None, **run: ob
     for key, values in TINY.items():
         raw.setdefault(key, {}).update(values)
     raw["change"] = {**raw.get("change", {}), "enabled": False}  # one month: no pair to compare
+    raw.pop("train", None)  # the seeded untrained demo adapters (training has its own tests)
     root.mkdir(parents=True, exist_ok=True)
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

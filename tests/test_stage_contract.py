@@ -35,6 +35,7 @@ def config_for(root: Path, emb: Path, extra: dict | None = None, name: str = "co
     raw["run"]["output_root"] = str(root / "outputs")
     raw["catalog"]["embedded_root"] = str(emb)
     raw["change"] = {**raw.get("change", {}), "enabled": False}
+    raw.pop("train", None)  # the seeded untrained demo adapters (training has its own tests)
     for section in (TINY, extra or {}):
         for key, values in section.items():
             raw.setdefault(key, {}).update(values)
