@@ -6,6 +6,8 @@ The CLI runs `nyceo infer` on a seeded stack store; then the Prefect task runs a
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +52,17 @@ def test_cli_then_task_with_real_runner(tmp_path: Path, prefect_api: None) -> No
     lulc = zarr.open_group(paths.pred_store(cfg, MONTH, "lulc_nyc"), mode="r")["probability"][:]
     tim = zarr.open_group(paths.pred_store(cfg, MONTH, "tim_nyc"), mode="r")["probability"][:]
     assert not np.array_equal(lulc, tim)  # adapters really differ (swapped, not the same weights)
-    from nyceo.progress import infer_progress
+    from nyceo.infer.contract import infer_status
 
-    assert infer_progress(cfg, MONTH) == {"done": 3, "total": 3}  # 1 inference block x 3 adapters
+    st = infer_status(cfg, MONTH)
+    assert st.state == "current" and st.done == st.total > 0 and set(st.detail) == set(cfg.infer.adapters)
 
     from prefect import flow
 
     from tasks.infer import infer_task
 
-    stamps = {p: p.stat().st_mtime_ns for p in Path(marker_dir(paths.pred_store(cfg, MONTH, "lulc_nyc"))).glob("*.json")}
+    published = os.path.realpath(paths.pred_store(cfg, MONTH, "lulc_nyc"))  # the published build
+    stamps = {p: p.stat().st_mtime_ns for p in Path(marker_dir(published)).glob("*.json")}
 
     @flow
     def again() -> dict[str, str]:
@@ -85,7 +89,7 @@ def test_stores_do_not_depend_on_which_adapters_ran_together_or_on_a_resume(tmp_
     valid[:, :150] = False
     together, alone, resumed = "2024-06", "2024-07", "2024-08"
     for month in (together, alone, resumed):
-        write_stack_store(paths.stack_store(cfg, month), area, seed=13, valid=valid)
+        write_published_stack(cfg, month, area, seed=13, valid=valid)
     pair = ["buildings_nyc", "lulc_nyc"]
     cli = lambda month, names: CliRunner().invoke(  # noqa: E731
         app, ["infer", "--month", month, "--adapters", ",".join(names), "-c", str(cfg_path)])
