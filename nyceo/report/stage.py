@@ -96,7 +96,10 @@ def _embed(content: Content, build: Path) -> None:
 
 def render(config: PipelineConfig, month: str, key: str, content: Content) -> tuple[str, str]:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
-    untrained = any(a.demo_seed is not None for a in config.infer.adapters.values())
+    from nyceo.train.manifest import pinned_config
+
+    # adapters trained by the pipeline are pinned from their manifests (demo_seed cleared)
+    untrained = any(a.demo_seed is not None for a in pinned_config(config).infer.adapters.values())
     ctx = {"title": config.report.title, "month": month, "adapters": zonal_adapters(config), "key": key,
            "config_hash": config.config_hash(), "software": f"nyceo {__version__}", "created": created_utc(),
            "sections": content.sections, "tables": content.tables, "notes": content.notes,
