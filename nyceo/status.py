@@ -74,7 +74,7 @@ def finish_summary(summary: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
         overall = _FAIL
     elif summary["stages"].get("acquire", {}).get("status") == _SKIP:
         overall = _SKIP  # no usable data: nothing downstream can exist, and that is a finished state
-    elif all(s in ("done", "cached") for s in states):
+    elif all(s in ("done", "cached", _SKIP) for s in states):  # a typed skip is a finished state
         overall = "done"
     else:
         overall = "partial"

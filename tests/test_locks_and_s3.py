@@ -37,6 +37,8 @@ def tiny_config(root: Path, emb: Path, output_root: str | None = None, **run: ob
         raw.setdefault(key, {}).update(values)
     raw["change"] = {**raw.get("change", {}), "enabled": False}  # one month: no pair to compare
     raw.pop("train", None)  # the seeded untrained demo adapters (training has its own tests)
+    for name, adapter in raw["infer"]["adapters"].items():  # adapter files stay local (never under s3://)
+        adapter["source"] = str(root / "demo_adapters" / name)
     root.mkdir(parents=True, exist_ok=True)
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -130,7 +132,8 @@ def test_two_runs_of_a_new_month_at_once_both_finish_and_predict_once(tmp_path):
     summaries = [json.loads(o[0][o[0].index("{"):]) for o in outs]
     infer_cached = sorted(s["stages"]["infer"]["cached"] for s in summaries)
     assert infer_cached == [False, True], "inference must run once: the second run waits, then reuses it"
-    assert {n: s.state for n, s in contract.month_status(load_config(cfg), MONTH).items()} == {
+    core = ["grid", "acquire", "infer", "mosaic", "evaluate", "change"]
+    assert {n: s.state for n, s in contract.month_status(load_config(cfg), MONTH, core).items()} == {
         "grid": "current", "acquire": "current", "infer": "current", "mosaic": "current", "evaluate": "current",
         "change": "skipped"}
     assert not list((tmp_path / "outputs" / MONTH / ".locks").glob("*.lock"))
