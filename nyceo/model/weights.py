@@ -44,7 +44,12 @@ class Source:
 def parse_source(source: str, output_root: str = "outputs") -> Source:
     """Parse ``hf://owner/repo@revision/sub/path`` or a local path (``{output_root}`` expanded)."""
     if not source.startswith("hf://"):
-        return Source("local", source.replace("{output_root}", output_root))
+        local = source.replace("{output_root}", output_root)
+        if "://" in local:
+            raise WeightsError(f"adapter source '{source}' resolves to the URL {local}: adapter folders must be "
+                               "local (hf://... or a path); with a remote run.output_root give the adapters a "
+                               "local folder instead of '{output_root}/...'")
+        return Source("local", local)
     rest = source[len("hf://"):]
     parts = rest.split("/")
     if len(parts) < 2:
