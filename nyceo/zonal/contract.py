@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from nyceo.config import PipelineConfig
-from nyceo.contract import Stage, Upstream
-from nyceo.io import is_remote
+from nyceo.contract import Stage, Upstream, local_output_root_only
 from nyceo.zonal import stage
 
-
-def enabled(config: PipelineConfig) -> str | None:
-    """The zonal stage writes to a local output root only (object storage: not yet)."""
-    if is_remote(config.run.output_root):
-        return (f"zonal outputs need a local run.output_root (got {config.run.output_root}); object storage is "
-                "not supported by the zonal stage yet")
-    return None
+enabled = local_output_root_only("zonal")
 
 
 STAGE = Stage(
