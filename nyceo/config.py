@@ -546,7 +546,11 @@ class TrainAdapterConfig(_Strict):
                                     description="LoRA target modules of the encoder blocks.")
     class_weights: list[float] | None = Field(None, description="Loss weight per class (None = equal).")
     ignore_index: int = Field(255, ge=0, description="Label value left out of loss and metrics.")
-    max_epochs: int = Field(50, gt=0, description="Most epochs.")
+    probe_epochs: int = Field(0, ge=0, description="Epochs of neck/decoder/head on encoder features computed once "
+                              "per chip, before LoRA fine-tuning (probe-then-fine-tune; 0 = none).")
+    probe_lr: float | None = Field(None, gt=0, description="Learning rate of the probe phase (None = lr).")
+    max_epochs: int = Field(50, ge=0, description="Most epochs of LoRA fine-tuning (0 = the probe phase only: the "
+                            "exported LoRA is peft's identity initialisation).")
     patience: int = Field(5, gt=0, description="Early stopping: epochs without a better val mIoU.")
     batch_size: int = Field(8, gt=0, description="Chips per step.")
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate.")
@@ -560,6 +564,12 @@ class TrainAdapterConfig(_Strict):
     split: TrainSplitConfig = Field(default_factory=TrainSplitConfig)
     auto: bool = Field(False, description="Train before inference when the exported adapter is missing or its "
                        "inputs changed (the offline demo); otherwise only `nyceo adapters train` trains.")
+
+    @model_validator(mode="after")
+    def _some_training(self) -> "TrainAdapterConfig":
+        if self.probe_epochs + self.max_epochs == 0:
+            raise ValueError("probe_epochs and max_epochs are both 0: nothing would be trained; set either above 0")
+        return self
 
 
 class TrainConfig(_Strict):

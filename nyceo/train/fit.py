@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from nyceo.train.errors import TrainError
 
 LOADER_TARGETS = ("attn.proj", "attn.qkv")  # what nyceo.model.build.LORA_TARGET_REGEX puts LoRA on
 MONITOR = "val/mIoU"
+log = logging.getLogger("nyceo.train")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class RunResult:
     val_miou: float
     epochs: int
     global_step: int
+    kept: str = "fine-tune"   # whose weights the task holds: "probe" or "fine-tune" (the better val mIoU)
 
 
 def lora_regex(adapter: str, targets: list[str]) -> str:
@@ -104,7 +107,9 @@ def _load_inference_base(config: PipelineConfig, model: torch.nn.Module, backbon
 
 
 def make_trainer(config: PipelineConfig, tcfg: TrainAdapterConfig, run_dir: Path, callbacks: list | None = None,
-                 max_steps: int = -1) -> Any:
+                 max_steps: int = -1, epochs: int | None = None, last_every: int = 1) -> Any:
+    """The Lightning Trainer of one phase: the best weights by val mIoU (``best.ckpt``, weights only),
+    ``last.ckpt`` (weights + optimizer, for ``resume``) every ``last_every`` epochs, early stopping."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -112,11 +117,12 @@ def make_trainer(config: PipelineConfig, tcfg: TrainAdapterConfig, run_dir: Path
     dev = config.infer.device
     gpu = dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available())
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max",
-                           save_top_k=1, save_last=True)
+                           save_top_k=1, save_weights_only=True, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, every_n_epochs=last_every)
     stop = EarlyStopping(monitor=MONITOR, mode="max", patience=tcfg.patience)
     return pl.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=1, precision=config.train.gpu_precision if gpu else config.train.cpu_precision,
-        max_epochs=tcfg.max_epochs, max_steps=max_steps, callbacks=[ckpt, stop, *(callbacks or [])],
+        max_epochs=tcfg.max_epochs if epochs is None else epochs, max_steps=max_steps, callbacks=[ckpt, last, stop, *(callbacks or [])],
         logger=CSVLogger(str(run_dir), name="logs"), default_root_dir=str(run_dir),
         log_every_n_steps=1, num_sanity_val_steps=0, enable_model_summary=False, deterministic="warn",
         enable_progress_bar=True,
@@ -130,8 +136,11 @@ def loaders(train_ds, val_ds, tcfg: TrainAdapterConfig, seed: int) -> tuple[Data
 
 
 def fit_one(config: PipelineConfig, adapter: str, train_ds, val_ds, run_dir: Path, seed: int, resume: bool = False,
-            callbacks: list | None = None, max_steps: int = -1) -> tuple[Any, RunResult]:
-    """Train one seeded run into ``run_dir``; the task comes back holding the best (val mIoU) weights."""
+            callbacks: list | None = None, max_steps: int = -1, stacks: dict[str, str] | None = None,
+            ) -> tuple[Any, RunResult]:
+    """Train one seeded run into ``run_dir``: the probe phase on cached features (``probe_epochs``,
+    in ``run_dir/probe``), then LoRA fine-tuning (``max_epochs``); the task comes back holding the
+    best (val mIoU) weights of the last phase. ``stacks``: month -> stack content key (feature cache)."""
     import lightning.pytorch as pl
 
     tcfg = config.train.adapters[adapter]
@@ -140,21 +149,39 @@ def fit_one(config: PipelineConfig, adapter: str, train_ds, val_ds, run_dir: Pat
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(seed, workers=True, verbose=False)
+    if not resume:  # a new run never mixes with an earlier run's checkpoints or logs
+        shutil.rmtree(run_dir, ignore_errors=True)
     task = build_task(config, adapter, seed)
-    train_dl, val_dl = loaders(train_ds, val_ds, tcfg, seed)
-    trainer = make_trainer(config, tcfg, run_dir, callbacks, max_steps)
     last = run_dir / "checkpoints" / "last.ckpt"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*deterministic.*")
-        trainer.fit(task, train_dl, val_dl, ckpt_path=str(last) if resume and last.is_file() else None)
-    ckpt_cb = trainer.checkpoint_callback
-    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else last
-    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-    task.load_state_dict(state)
-    score = ckpt_cb.best_model_score
-    return task.cpu().eval(), RunResult(seed, run_dir, best, float(score) if score is not None else float("nan"),
-                                        trainer.current_epoch, trainer.global_step)
+    score, epochs, steps = float("nan"), 0, 0
+    if tcfg.probe_epochs and not (resume and last.is_file()):  # a resumed fine-tuning holds the probe's result
+        from nyceo.train.probe import fit_probe
+
+        score, epochs, steps = fit_probe(config, adapter, task, {"train": train_ds, "val": val_ds}, stacks or {},
+                                         run_dir / "probe", seed, resume, callbacks)
+        best = run_dir / "probe" / "checkpoints" / "best.ckpt"
+        probe_state = {k: v.detach().clone() for k, v in task.state_dict().items()}
+    kept = "probe"
+    if tcfg.max_epochs:
+        train_dl, val_dl = loaders(train_ds, val_ds, tcfg, seed)
+        trainer = make_trainer(config, tcfg, run_dir, callbacks, max_steps)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*deterministic.*")
+            trainer.fit(task, train_dl, val_dl, ckpt_path=str(last) if resume and last.is_file() else None)
+        ckpt_cb = trainer.checkpoint_callback
+        best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else last
+        tuned = float(ckpt_cb.best_model_score) if ckpt_cb.best_model_score is not None else float("nan")
+        epochs, steps = epochs + trainer.current_epoch, steps + trainer.global_step
+        if not tuned < score:  # fine-tuning kept unless the probe alone validated better (NaN: no probe)
+            task.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+            score, kept = tuned, "fine-tune"
+        else:
+            task.load_state_dict(probe_state)
+            best = run_dir / "probe" / "checkpoints" / "best.ckpt"
+            log.info("train %s seed %d: LoRA fine-tuning validated worse (%.3f) than the probe (%.3f); the probe's "
+                     "weights are kept", adapter, seed, tuned, score)
+    return task.cpu().eval(), RunResult(seed, run_dir, best, score, epochs, steps, kept)
 
 
 def confusion(task: Any, dataset, num_classes: int, ignore_index: int, batch_size: int = 4) -> np.ndarray:

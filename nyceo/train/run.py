@@ -63,6 +63,13 @@ def _datasets(config: PipelineConfig, adapter: str, prep: Prepared, seed: int) -
                            flips=tcfg.flips and s == "train", seed=seed) for s in SPLITS}
 
 
+def stack_keys(prep: Prepared) -> dict[str, str]:
+    """Month -> content key of its stack (what the feature cache keys on)."""
+    from nyceo.keys import digest
+
+    return {m: p.get("inputs_key") or digest(p) for m, p in prep.samples.stacks.items()}
+
+
 def train_adapter(config: PipelineConfig, adapter: str, seeds: int = 1, resume: bool = False,
                   callbacks: list | None = None, max_steps: int = -1) -> dict[str, Any]:
     """Train ``adapter`` (``seeds`` runs), export the first seed's model; return the report
@@ -79,12 +86,12 @@ def train_adapter(config: PipelineConfig, adapter: str, seeds: int = 1, resume: 
         sets = _datasets(config, adapter, prep, seed)
         t0 = time.perf_counter()
         task, res = fit_one(config, adapter, sets["train"], sets["val"], root / "runs" / f"seed{seed}", seed,
-                            resume, callbacks, max_steps)
+                            resume, callbacks, max_steps, stacks=stack_keys(prep))
         wall = time.perf_counter() - t0
         test = metrics_from_confusion(confusion(task, sets["test"], len(ad.classes), tcfg.ignore_index),
                                       list(ad.classes))
         runs.append({"seed": seed, "val_mIoU": res.val_miou, "test": test, "epochs": res.epochs,
-                     "steps": res.global_step, "wall_s": round(wall, 1), "run_dir": str(res.run_dir)})
+                     "steps": res.global_step, "kept": res.kept, "wall_s": round(wall, 1), "run_dir": str(res.run_dir)})
         log.info("train %s seed %d: test mIoU %s, %d epochs, %.0f s", adapter, seed, test["mIoU"], res.epochs, wall)
         if first is None:
             first = task
@@ -102,7 +109,8 @@ def _export(config: PipelineConfig, adapter: str, prep: Prepared, task: Any, run
     chips = {s: len(ids) for s, ids in prep.splits.items()}
     first = runs[0]
     training = {"key": prep.key, "seed": first["seed"], "epochs": first["epochs"], "steps": first["steps"],
-                "wall_s": first["wall_s"], "chips": chips, "months": list(config.train.adapters[adapter].months),
+                "wall_s": first["wall_s"], "kept": first["kept"],
+                "probe_epochs": config.train.adapters[adapter].probe_epochs, "chips": chips, "months": list(config.train.adapters[adapter].months),
                 "base": config.infer.base_weights, "decoder_channels": list(DECODER_CHANNELS),
                 "device": "cuda" if torch.cuda.is_available() else "cpu", "software": software_versions()}
     metrics = {"adapter": adapter, "test": first["test"], "val_mIoU": first["val_mIoU"], "seeds": seeds,
