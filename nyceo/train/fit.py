@@ -11,6 +11,7 @@ decoder and head are fresh and trained. Early stopping and the best checkpoint f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -129,6 +130,17 @@ def make_trainer(config: PipelineConfig, tcfg: TrainAdapterConfig, run_dir: Path
     )
 
 
+@contextlib.contextmanager
+def quiet_fit():
+    """Lightning/torchmetrics warnings that say nothing about this run (single-process loaders,
+    deterministic algorithms, an epoch-end compute of a metric with no update, pytree deprecation)."""
+    with warnings.catch_warnings():
+        for pattern in (".*does not have many workers.*", ".*deterministic.*", ".*was called before the ``update``.*",
+                        ".*LeafSpec.*", ".*modules? in eval mode.*"):
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
+
+
 def loaders(train_ds, val_ds, tcfg: TrainAdapterConfig, seed: int) -> tuple[DataLoader, DataLoader]:
     gen = torch.Generator().manual_seed(seed)
     return (DataLoader(train_ds, batch_size=tcfg.batch_size, shuffle=True, generator=gen, num_workers=0),
@@ -144,8 +156,10 @@ def fit_one(config: PipelineConfig, adapter: str, train_ds, val_ds, run_dir: Pat
     import lightning.pytorch as pl
 
     tcfg = config.train.adapters[adapter]
-    if config.train.cpu_threads:
-        torch.set_num_threads(config.train.cpu_threads)
+    from nyceo.model.runner import cpu_threads
+
+    # always explicit: a dask LocalCluster earlier in the flow leaves OMP_NUM_THREADS=1 in this process
+    torch.set_num_threads(cpu_threads(config.train.cpu_threads))
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -165,9 +179,7 @@ def fit_one(config: PipelineConfig, adapter: str, train_ds, val_ds, run_dir: Pat
     if tcfg.max_epochs:
         train_dl, val_dl = loaders(train_ds, val_ds, tcfg, seed)
         trainer = make_trainer(config, tcfg, run_dir, callbacks, max_steps)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*deterministic.*")
+        with quiet_fit():
             trainer.fit(task, train_dl, val_dl, ckpt_path=str(last) if resume and last.is_file() else None)
         ckpt_cb = trainer.checkpoint_callback
         best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else last

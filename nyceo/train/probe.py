@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +118,7 @@ def fit_probe(config: PipelineConfig, adapter: str, task: Any, sets: dict, stack
               seed: int, resume: bool, callbacks: list | None) -> tuple[float, int, int]:
     """Train neck/decoder/head on cached features into ``run_dir``; the task ends holding the best
     (val mIoU) probe weights and its real encoder. Returns (best val mIoU, epochs, steps)."""
-    from nyceo.train.fit import make_trainer
+    from nyceo.train.fit import make_trainer, quiet_fit
 
     tcfg = config.train.adapters[adapter]
     encoder = task.model.encoder
@@ -133,9 +132,7 @@ def fit_probe(config: PipelineConfig, adapter: str, task: Any, sets: dict, stack
     try:
         trainer = make_trainer(config, tcfg, run_dir, callbacks, epochs=tcfg.probe_epochs, last_every=PROBE_LAST_EVERY)
         last = run_dir / "checkpoints" / "last.ckpt"
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*deterministic.*")
+        with quiet_fit():
             trainer.fit(task, train_dl, val_dl, ckpt_path=str(last) if resume and last.is_file() else None)
         cb = trainer.checkpoint_callback
         best = Path(cb.best_model_path) if cb.best_model_path else last
