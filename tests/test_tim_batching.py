@@ -77,3 +77,28 @@ def test_block_size_and_batch_size_do_not_change_tim_layers(setup):
         got = _layers(runner, cfg, area, block, block_chips, batch)
         for name in ref:
             np.testing.assert_array_equal(got[name], ref[name], err_msg=f"{name}: blocks {block_chips}, batch {batch}")
+
+
+def test_one_window_blocks_batched_together_equal_each_block_alone(setup):
+    """The noise floor's sample chips share forward passes (predict_single_window_blocks) and get
+    exactly the layers predict_block gives each chip alone, TiM draws included."""
+    from nyceo.infer.engine import predict_single_window_blocks
+
+    cfg, area, block, _ = setup
+    runner = M.AdapterRunner(cfg, device="cpu")
+    infer = cfg.infer.model_copy(update={"overlap_fraction": 0.0, "batch_size": 8})
+    plan = WindowPlan.for_area(area, 0.0)
+    items = []
+    for spec in plan_blocks(area, 1):  # the two chips, one block and one window each
+        y0, y1, x0, x1 = spec.read_box
+        data = StackBlock(block.s2[:, :, y0:y1, x0:x1], block.s2_valid[:, y0:y1, x0:x1],
+                          block.s1[:, :, y0:y1, x0:x1], block.s1_valid[:, y0:y1, x0:x1], block.dem[y0:y1, x0:x1])
+        (window,) = block_windows(plan, spec, data)
+        items.append((spec, data, window))
+    for adapter in (TIM, "lulc_nyc"):
+        together = predict_single_window_blocks(runner, adapter, plan, items, infer)
+        for (spec, data, window), got in zip(items, together):
+            alone = predict_block(runner, [adapter], plan, spec, data, [window], infer)[adapter]
+            for name in alone:
+                np.testing.assert_array_equal(got[name], alone[name], err_msg=f"{adapter} {spec.block_id} {name}")
+    assert (together[0]["class_map"][:, :90] == 255).all()  # nodata edge kept under the mask policy

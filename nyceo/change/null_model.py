@@ -26,7 +26,7 @@ import numpy as np
 from nyceo.change.gate import MonthLayers
 from nyceo.config import PipelineConfig
 from nyceo.grid import Lattice, chip_id
-from nyceo.infer.engine import BlockSpec, Predictor, block_windows, predict_block
+from nyceo.infer.engine import BlockSpec, Predictor, block_windows, predict_single_window_blocks
 from nyceo.infer.store import StackBlock, StackStore
 from nyceo.infer.windows import WindowPlan
 
@@ -81,7 +81,7 @@ def predict_halves(config: PipelineConfig, month: str, adapter: str, chips: list
     stack, _ = open_stack(config, month)
     plan = WindowPlan.for_area(stack.area, 0.0)
     size = stack.area.lattice.chip_size_px
-    out_a, out_b, shared = [], [], 0
+    halves_a, halves_b, shared = [], [], 0
     for row, col in chips:
         ys, xs = stack.area.chip_slices(row, col)
         box = (ys.start, ys.stop, xs.start, xs.stop)
@@ -91,9 +91,12 @@ def predict_halves(config: PipelineConfig, month: str, adapter: str, chips: list
         if len(windows) != 1 or windows[0].size_px != size:
             raise RuntimeError(f"chip {spec.block_id}: expected one {size} px window, got {len(windows)}")
         half_a, half_b = split_halves(data)
-        out_a.append(predict_block(runner, [adapter], plan, spec, half_a, windows, config.infer)[adapter])
-        out_b.append(predict_block(runner, [adapter], plan, spec, half_b, windows, config.infer)[adapter])
+        halves_a.append((spec, half_a, windows[0]))
+        halves_b.append((spec, half_b, windows[0]))
         shared += _shares_dates(stack, row, col)
+    # the sampled chips' windows share forward passes (batch_size), each chip predicted as alone
+    out_a = predict_single_window_blocks(runner, adapter, plan, halves_a, config.infer)
+    out_b = predict_single_window_blocks(runner, adapter, plan, halves_b, config.infer)
     return out_a, out_b, shared
 
 

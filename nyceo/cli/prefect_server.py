@@ -89,6 +89,20 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def _drain_prefect_clients(timeout_s: float = 10.0) -> None:
+    """Send the logs and events Prefect still queues while the server is up. Left queued, Prefect
+    drains them at interpreter exit against the stopped server: connection retries that kept the
+    command alive for ~70 s after its flow finished ("Error logging to API")."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=timeout_s, at_exit=False)
+        except Exception:  # noqa: BLE001 - best effort: a lost log line never fails the command
+            pass
+
+
 @contextmanager
 def temporary_prefect_server() -> Iterator[str | None]:
     """Yield the URL of this command's own temporary Prefect API (None: one is configured already)."""
@@ -111,6 +125,7 @@ def temporary_prefect_server() -> Iterator[str | None]:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
+        _drain_prefect_clients()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

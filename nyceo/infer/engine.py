@@ -153,12 +153,40 @@ def predict_block(
                 )
             for p, (oy, ox) in zip(probs, origins):
                 accs[adapter].add(p, oy, ox)
-    mask = None
+    return {adapter: _finish(acc, spec, data, cfg) for adapter, acc in accs.items()}
+
+
+def _finish(acc: BlendAccumulator, spec: BlockSpec, data: StackBlock, cfg: InferConfig) -> dict[str, np.ndarray]:
+    """The block's blended probabilities quantized; pixels without S2 are nodata under policy "mask"."""
+    prob, covered = acc.result()
     if cfg.nodata_policy == "mask":
+        ry0, _, rx0, _ = spec.read_box
         y0, y1, x0, x1 = spec.box
-        mask = pixels_with_s2(data)[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
-    out = {}
-    for adapter, acc in accs.items():
-        prob, covered = acc.result()
-        out[adapter] = quantize(prob, covered if mask is None else covered & mask)
+        covered = covered & pixels_with_s2(data)[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
+    return quantize(prob, covered)
+
+
+def predict_single_window_blocks(
+    runner: Predictor, adapter: str, plan: WindowPlan, items: Sequence[tuple[BlockSpec, StackBlock, Window]],
+    cfg: InferConfig,
+) -> list[dict[str, np.ndarray]]:
+    """``predict_block`` for many blocks of one window each (e.g. scattered sample chips), their
+    windows batched together (``cfg.batch_size``) instead of one forward per block. Each block is
+    blended and quantized as ``predict_block`` does it alone; the runner's output does not depend on
+    the batch a window is in (TiM draws are seeded by the window's global origin)."""
+    size = plan.window_px
+    weights = taper_2d(size, cfg.blend_taper, cfg.blend_floor)
+    k = len(runner.classes(adapter))
+    out: list[dict[str, np.ndarray]] = []
+    for start in range(0, len(items), cfg.batch_size):
+        part = items[start : start + cfg.batch_size]
+        local = [(plan.local_origin(w), spec.read_box) for spec, _, w in part]
+        inputs = [assemble_batch(data, [(oy - box[0], ox - box[2])], size, cfg.fill_fallback)
+                  for (_, data, _), ((oy, ox), box) in zip(part, local)]
+        batch = {m: np.concatenate([x[m] for x in inputs]) for m in inputs[0]}
+        probs = np.asarray(runner.predict_proba(adapter, batch, [(w.gy, w.gx) for _, _, w in part]), dtype=np.float32)
+        for p, (spec, data, _), ((oy, ox), _) in zip(probs, part, local):
+            acc = BlendAccumulator(k, spec.box, weights)
+            acc.add(p, oy, ox)
+            out.append(_finish(acc, spec, data, cfg))
     return out
