@@ -16,6 +16,8 @@ from rasterio.io import MemoryFile
 
 from nyceo import versioned
 from nyceo.config import load_config
+from nyceo.infer.testing import write_stack_store
+from nyceo.paths import stack_store
 from nyceo.report import stage as report
 from nyceo.zonal import stage as zonal
 from nyceo.zonal.outputs import read_manifest, read_table, zonal_dir
@@ -30,7 +32,7 @@ ROOT = "s3://nyceo-test/zonal"
 def _config(tmp, output_root=None, endpoint=None):
     run = {"output_root": output_root, "storage_options": {"endpoint_url": endpoint}} if output_root else {}
     path = write_config(tmp, infer={"adapters": {"lulc_nyc": adapter_cfg(LULC), "buildings_nyc": adapter_cfg(BUILDINGS)}},
-                        zonal={"adapters": ["lulc_nyc"], "ndvi": False, "ntas": False}, run=run)
+                        zonal={"adapters": ["lulc_nyc"], "ndvi": True, "ntas": False}, run=run)
     return load_config(path)
 
 
@@ -59,8 +61,12 @@ def _png() -> bytes:
 
 
 def _inputs(cfg, cm, prob, fs_put) -> None:
-    """The month's upstream outputs: prediction store, change raster, quicklook (evaluation added later)."""
+    """The month's upstream outputs: stack and prediction store (published versions), change raster,
+    change map and quicklook (the evaluation is added later)."""
     publish_pred(cfg, MONTH, "lulc_nyc", cm, prob)
+    final = stack_store(cfg, MONTH)  # published like acquire does: a version folder + pointer (no link on S3)
+    write_stack_store(versioned.version_path(final, "cd" * 32), small_area(cfg), 3)
+    versioned.publish(final, "cd" * 32)
     root = cfg.run.output_root
     fs_put(f"{root}/{MONTH}/change/lulc_nyc/mom/nyc_transition.tif", _change_tif(cfg, np.where(cm == 1, 0, 1).astype(np.uint8)))
     fs_put(f"{root}/{MONTH}/change/lulc_nyc/mom/transitions.png", _png())
@@ -109,6 +115,12 @@ def test_zonal_on_s3_equals_local_and_is_published_by_pointer(runs):
         heat = ds.read(1)
     with rasterio.open(f"{versioned.resolve(zonal_dir(local, MONTH))}/heat/lulc_nyc_100m.tif") as ds:
         np.testing.assert_array_equal(heat, ds.read(1))
+    assert not results["s3"]["skipped"], results["s3"]["skipped"]  # NDVI read the stack through its pointer
+    with fs.open(f"{ROOT}/{MONTH}/zonal@{key16}/heat/ndvi_100m.tif", "rb") as f, rasterio.open(f) as ds:
+        ndvi = ds.read(1)
+    with rasterio.open(f"{versioned.resolve(zonal_dir(local, MONTH))}/heat/ndvi_100m.tif") as ds:
+        np.testing.assert_array_equal(ndvi, ds.read(1))
+    assert np.isfinite(ndvi).mean() > 0.5
     assert read_manifest(cfg, MONTH)["key"] == results["s3"]["key"] == zonal.inputs_key(cfg, MONTH)
     assert zonal.status(cfg, MONTH).state == "current" and zonal.run(cfg, MONTH)["status"] == "current"
 
