@@ -491,7 +491,8 @@ class ZonalConfig(_Strict):
     )
     ci_level: float = Field(0.95, gt=0, lt=1, description="Confidence level of share intervals (needs evaluation).")
     coverage_cache: str | None = Field(
-        None, description="Folder of cached coverage fractions (None = <output_root>/zonal_cache)."
+        None, description="Folder or URL of cached coverage fractions (None = <output_root>/zonal_cache, on "
+        "object storage too: content-keyed, shared by every machine writing that output root)."
     )
 
 

@@ -216,16 +216,3 @@ def lagged(names: list[str]) -> list[str]:
         if any(u.month_offset for u in st.upstreams) or any(u.stage in out for u in st.upstreams):
             out.append(name)
     return [n for n in names if n in out]
-
-
-def local_output_root_only(stage_name: str) -> Callable[[PipelineConfig], "str | None"]:
-    """An ``enabled`` for stages that write to a local output root only (object storage: not yet)."""
-    from nyceo.io import is_remote
-
-    def enabled(config: PipelineConfig) -> str | None:
-        if is_remote(config.run.output_root):
-            return (f"{stage_name} outputs need a local run.output_root (got {config.run.output_root}); object "
-                    f"storage is not supported by the {stage_name} stage yet")
-        return None
-
-    return enabled

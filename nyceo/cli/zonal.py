@@ -42,9 +42,7 @@ def zonal_cmd(month: str = MonthOpt, config: Path = ConfigOpt) -> None:
 @app.command("exposure")
 def exposure_cmd(month: str = MonthOpt, config: Path = ConfigOpt) -> None:
     """Hazard zone x borough exposure (runs the zonal stage when it is not current) and prints it."""
-    import pandas as pd
-
-    from nyceo.zonal.outputs import zonal_dir
+    from nyceo.zonal.outputs import read_table
 
     cfg = load_or_exit(config)
     result = _run_zonal(cfg, month)
@@ -55,7 +53,10 @@ def exposure_cmd(month: str = MonthOpt, config: Path = ConfigOpt) -> None:
         typer.echo("no hazard layers configured (zonal.hazards)")
         return
     for spec in cfg.zonal.hazards:
-        table = pd.read_csv(Path(zonal_dir(cfg, month)) / "exposure" / f"{spec.name}_borough.csv")
+        table = read_table(cfg, month, f"exposure/{spec.name}_borough.csv")
+        if table is None:
+            typer.echo(f"{spec.name}: no exposure table (no hazard zone intersects the boroughs)")
+            continue
         cols = [c for c in ("hazard_zone", "unit_name", "adapter", "land_km2", "developed_km2", "building_km2",
                             "population") if c in table]
         typer.echo(f"{spec.name}: {spec.label}".rstrip(": "))

@@ -8,7 +8,7 @@ then tables. Missing inputs are listed in ``notes`` with the command that makes 
 
 from __future__ import annotations
 
-import shutil
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,9 @@ from nyceo.config import PipelineConfig
 from nyceo.contract import shift_month
 from nyceo.mosaic import layout
 from nyceo.report import charts
-from nyceo.zonal.outputs import read_table, zonal_dir
+from nyceo.io import join
+from nyceo.zonal import remote
+from nyceo.zonal.outputs import published_file, read_table, zonal_dir
 from nyceo.zonal.stage import zonal_adapters
 
 
@@ -53,11 +55,11 @@ class Content:
     tables: list[Table]
     notes: list[str]
     inputs: dict[str, str]  # input file (relative to the output root when under it) -> its role
-    root: Path | None = None
+    root: str | None = None  # the output root (a local path or a URL)
 
-    def add_input(self, path: Path, role: str) -> None:
-        rel = path.absolute().relative_to(self.root) if self.root and path.absolute().is_relative_to(self.root) else path
-        self.inputs[str(rel)] = role
+    def add_input(self, path: str, role: str) -> None:
+        under = self.root is not None and str(path).startswith(self.root.rstrip("/") + "/")
+        self.inputs[remote.relative(str(path), self.root) if under else str(path)] = role
 
 
 def _fmt(v: Any) -> Any:
@@ -72,37 +74,43 @@ def table_of(title: str, frame: pd.DataFrame, cols: list[str], max_rows: int, no
     return Table(title, cols, rows, note, len(frame))
 
 
-def copy_image(src: Path, out_dir: Path, name: str) -> str:
+def copy_image(src: str, out_dir: Path, name: str) -> str:
+    """Copy the picture at ``src`` (local path or URL) into the local staging folder's img/."""
     dest = out_dir / "img" / name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)
+    dest.write_bytes(remote.read_bytes(src))
     return f"img/{name}"
 
 
 def city_maps(config: PipelineConfig, month: str, out: Path, c: Content) -> Section:
     sec = Section("City maps")
     for adapter in zonal_adapters(config):
-        ql = Path(layout.out_path(config, layout.quicklook_rel(month, adapter, "nyc")))
-        if ql.is_file():
-            sec.figures.append(Figure(f"{adapter} — city", copy_image(ql, out, f"map_{adapter}.png"), str(ql.name)))
+        ql = layout.out_path(config, layout.quicklook_rel(month, adapter, "nyc"))
+        if remote.is_file(ql):
+            sec.figures.append(Figure(f"{adapter} — city", copy_image(ql, out, f"map_{adapter}.png"), _name(ql)))
             c.add_input(ql, "quicklook")
         else:
             c.notes.append(f"no city quicklook for {adapter} ({ql}); run `nyceo mosaic --month {month}`")
     return sec
 
 
-def pngs_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.png") if p.is_file()) if root.is_dir() else []
+def _name(url: str) -> str:
+    return str(url).rstrip("/").rsplit("/", 1)[-1]
+
+
+def pngs_under(root: str) -> list[str]:
+    return remote.find(root, (".png",))
 
 
 def change_maps(config: PipelineConfig, month: str, out: Path, c: Content) -> Section:
     sec = Section("Change maps")
-    root = Path(paths.month_dir(config, month)) / "change"
+    root = join(paths.month_dir(config, month), "change")
     found = pngs_under(root)
-    city = [p for p in found if p.name.startswith("nyc")]  # the city-wide maps when there are per-area ones
+    city = [p for p in found if _name(p).startswith("nyc")]  # the city-wide maps when there are per-area ones
     for p in city or found:
-        rel = p.relative_to(root)
-        sec.figures.append(Figure(" / ".join(rel.with_suffix("").parts), copy_image(p, out, "change_" + "_".join(rel.parts))))
+        parts = remote.relative(p, root).split("/")
+        title = " / ".join([*parts[:-1], parts[-1].removesuffix(".png")])
+        sec.figures.append(Figure(title, copy_image(p, out, "change_" + "_".join(parts))))
         c.add_input(p, "change")
     if not sec.figures:
         c.notes.append("no change maps for this month (the change stage has not run, or had no earlier month)")
@@ -112,16 +120,19 @@ def change_maps(config: PipelineConfig, month: str, out: Path, c: Content) -> Se
 def eval_figures(config: PipelineConfig, month: str, out: Path, c: Content) -> Section:
     sec = Section("Evaluation")
     for adapter in zonal_adapters(config):
-        root = Path(paths.month_dir(config, month)) / "eval" / adapter
-        for p in pngs_under(root):
-            sec.figures.append(Figure(f"{adapter}: {p.stem.replace('_', ' ')}", copy_image(p, out, f"eval_{adapter}_{p.name}")))
+        root = join(paths.month_dir(config, month), "eval", adapter)
+        files = remote.find(root, (".png", ".csv", ".json"))
+        for p in (f for f in files if f.endswith(".png")):
+            stem = _name(p).removesuffix(".png")
+            sec.figures.append(Figure(f"{adapter}: {stem.replace('_', ' ')}", copy_image(p, out, f"eval_{adapter}_{_name(p)}")))
             c.add_input(p, "eval")
-        for probes in sorted(root.rglob("probes.csv")) if root.is_dir() else []:
-            frame = pd.read_csv(probes)
-            where = "" if probes.parent == root else f" ({probes.parent.name})"
+        for probes in (f for f in files if _name(f) == "probes.csv"):
+            frame = pd.read_csv(io.BytesIO(remote.read_bytes(probes)))
+            rel = remote.relative(probes, root)
+            where = "" if "/" not in rel else f" ({rel.rsplit('/', 2)[-2]})"
             c.tables.append(table_of(f"Sniff probes — {adapter}{where}", frame, list(frame.columns), 100))
             c.add_input(probes, "eval")
-        for metrics in sorted(root.rglob("metrics.json")) if root.is_dir() else []:
+        for metrics in (f for f in files if _name(f) == "metrics.json"):
             c.add_input(metrics, "eval")
     if not sec.figures:
         c.notes.append(f"no evaluation figures (run `nyceo evaluate --month {month}` with a reference configured)")
@@ -145,19 +156,18 @@ def borough_charts(config: PipelineConfig, month: str, out: Path, c: Content) ->
 
 
 def heat_maps(config: PipelineConfig, month: str, out: Path, c: Content) -> Section:
-    import rasterio
-
     sec = Section("Heat-island feed (100 m)")
-    heat = Path(zonal_dir(config, month)) / "heat"
+    heat = published_file(config, month, "heat")
     cell = f"{config.zonal.feed_cell_m:g}m"
-    for p in sorted(heat.glob(f"*_{cell}.tif")) if heat.is_dir() else []:
-        with rasterio.open(p) as ds:
+    for p in remote.find(heat, (f"_{cell}.tif",)) if heat else []:
+        with remote.open_raster(p) as ds:
             band = ds.read(1)
-        is_ndvi = p.stem.startswith("ndvi")
-        name = "median NDVI (clear S2 observations)" if is_ndvi else f"{p.stem.removesuffix('_' + cell)}: impervious share"
+        stem = _name(p).removesuffix(".tif")
+        is_ndvi = stem.startswith("ndvi")
+        name = "median NDVI (clear S2 observations)" if is_ndvi else f"{stem.removesuffix('_' + cell)}: impervious share"
         dest = charts.grid_map(band, name, "RdYlGn" if is_ndvi else "magma_r", -0.2 if is_ndvi else 0, 0.9 if is_ndvi else 1,
-                               "NDVI" if is_ndvi else "share", out / "img" / f"heat_{p.stem}.png")
-        sec.figures.append(Figure(name, f"img/{dest.name}", p.name))
+                               "NDVI" if is_ndvi else "share", out / "img" / f"heat_{stem}.png")
+        sec.figures.append(Figure(name, f"img/{dest.name}", _name(p)))
     return sec
 
 
@@ -170,7 +180,7 @@ def history(config: PipelineConfig, month: str, out: Path, c: Content) -> Sectio
             t = read_table(config, m, f"{adapter}/borough.csv")
             if t is not None and "impervious_share" in t:
                 frames.append(t.assign(month=m))
-                c.add_input(Path(zonal_dir(config, m)) / adapter / "borough.csv", "zonal history")
+                c.add_input(join(zonal_dir(config, m), adapter, "borough.csv"), "zonal history")
         if len(frames) >= 2:
             dest = charts.share_series(pd.concat(frames), adapter, out / "img" / f"series_{adapter}.png")
             sec.figures.append(Figure(f"{adapter} — share per borough by month", f"img/{dest.name}"))
@@ -199,7 +209,7 @@ def feed_tables(config: PipelineConfig, month: str, c: Content) -> None:
 
 
 def gather(config: PipelineConfig, month: str, out: Path) -> Content:
-    c = Content([], [], [], {}, Path(config.run.output_root).absolute())
+    c = Content([], [], [], {}, str(config.run.output_root))
     builders = (city_maps, change_maps, borough_charts, heat_maps, eval_figures, history)
     c.sections = [s for s in (b(config, month, out, c) for b in builders) if s.figures]
     feed_tables(config, month, c)

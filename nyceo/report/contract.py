@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from nyceo.contract import Stage, Upstream, local_output_root_only
+from nyceo.contract import Stage, Upstream
 from nyceo.report import stage
-
-enabled = local_output_root_only("report")
-
 
 STAGE = Stage(
     name="report",
@@ -18,6 +15,5 @@ STAGE = Stage(
     status=stage.status,
     inputs_key=stage.inputs_key,
     run=stage.run,
-    enabled=enabled,
     key_settings=("report", "zonal.hazards"),
 )

@@ -10,6 +10,7 @@ symlink) when complete, like every versioned output. Self-contained: images besi
 from __future__ import annotations
 
 import base64
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from nyceo import __version__, paths, versioned
 from nyceo.config import PipelineConfig
 from nyceo.contract import Status
-from nyceo.io import join, sha256_file, write_bytes_atomic, write_json_atomic
+from nyceo.io import is_remote, join, upload_file_atomic, write_bytes_atomic, write_json_atomic
 from nyceo.keys import CODE_VERSIONS, digest
 from nyceo.provenance import base_provenance, created_utc
 from nyceo.report.content import Content, gather, table_of
-from nyceo.zonal.outputs import read_table, remove_other_versions, zonal_dir
+from nyceo.zonal import remote
+from nyceo.zonal.outputs import read_table, zonal_dir
+from nyceo.zonal.remote import remove_other_versions
 from nyceo.zonal.stage import published_preds, zonal_adapters
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -38,14 +41,13 @@ def _file_inputs(config: PipelineConfig, month: str) -> dict[str, str]:
     from nyceo.mosaic import layout
 
     found: dict[str, str] = {}
-    month_dir = Path(paths.month_dir(config, month))
-    candidates = [Path(layout.out_path(config, layout.quicklook_rel(month, a, "nyc"))) for a in zonal_adapters(config)]
+    month_dir = paths.month_dir(config, month)
+    candidates = [q for a in zonal_adapters(config)
+                  if remote.is_file(q := layout.out_path(config, layout.quicklook_rel(month, a, "nyc")))]
     for sub in ("change", "eval"):
-        if (month_dir / sub).is_dir():
-            candidates += [p for p in (month_dir / sub).rglob("*") if p.suffix in (".png", ".json", ".csv")]
+        candidates += remote.find(join(month_dir, sub), (".png", ".json", ".csv"))
     for p in candidates:
-        if p.is_file():
-            found[str(p.relative_to(month_dir) if p.is_relative_to(month_dir) else p.name)] = sha256_file(p)
+        found[remote.relative(p, month_dir)] = remote.sha256_of(p)
     return found
 
 
@@ -65,11 +67,8 @@ def inputs_key(config: PipelineConfig, month: str) -> str | None:
 
 
 def status(config: PipelineConfig, month: str) -> Status:
-    from nyceo.report.contract import enabled
     from nyceo.zonal.stage import status as zonal_status
 
-    if (reason := enabled(config)) is not None:
-        return Status("skipped", reason=reason)
     published = versioned.published_key(report_dir(config, month))
     up = zonal_status(config, month)
     if up.state != "current":
@@ -87,10 +86,10 @@ def outputs(config: PipelineConfig, month: str) -> dict[str, str]:
     return {"html": join(d, "index.html"), "markdown": join(d, "report.md"), "manifest": join(d, MANIFEST)}
 
 
-def _embed(content: Content, build: Path) -> None:
+def _embed(content: Content, staging: Path) -> None:
     for sec in content.sections:
         for fig in sec.figures:
-            data = (build / fig.src).read_bytes()
+            data = (staging / fig.src).read_bytes()
             fig.src = "data:image/png;base64," + base64.b64encode(data).decode()
 
 
@@ -117,15 +116,18 @@ def run(config: PipelineConfig, month: str) -> dict[str, Any]:
         return {"status": "current", "key": st.key, "html": join(final, "index.html")}
     if st.state == "blocked":
         return {"status": "skipped", "reason": st.reason}
-    build = Path(versioned.version_path(final, st.key))
-    build.mkdir(parents=True, exist_ok=True)
-    content = gather(config, month, build)
-    if config.report.embed_images:
-        _embed(content, build)
-    html, md = render(config, month, st.key, content)
-    write_bytes_atomic(str(build / "report.md"), md.encode())
-    write_bytes_atomic(str(build / "index.html"), html.encode())
-    write_json_atomic(str(build / MANIFEST), {"key": st.key, "inputs": content.inputs, "notes": content.notes,
+    build = versioned.version_path(final, st.key)
+    with tempfile.TemporaryDirectory(prefix="nyceo-report-") as tmp:  # staged locally, then copied file by file
+        staging = Path(tmp)
+        content = gather(config, month, staging)
+        if config.report.embed_images:
+            _embed(content, staging)
+        html, md = render(config, month, st.key, content)
+        for f in sorted((staging / "img").glob("*")) if (staging / "img").is_dir() else []:
+            upload_file_atomic(f, join(build, "img", f.name))
+    write_bytes_atomic(join(build, "report.md"), md.encode())
+    write_bytes_atomic(join(build, "index.html"), html.encode())
+    write_json_atomic(join(build, MANIFEST), {"key": st.key, "inputs": content.inputs, "notes": content.notes,
                                               "provenance": base_provenance(config, "report", month=month, inputs_key=st.key)})
     versioned.publish(final, st.key, companions=())
     remove_other_versions(final, st.key)
@@ -135,7 +137,9 @@ def run(config: PipelineConfig, month: str) -> dict[str, Any]:
 def artifacts(config: PipelineConfig, month: str) -> dict[str, Any]:
     """What the flow should publish as Prefect artifacts (the lead calls create_markdown_artifact /
     create_table_artifact with these): ``markdown`` (headline + link), ``tables`` {key: rows}."""
-    link = join(report_dir(config, month), "index.html")
+    final = report_dir(config, month)
+    # a local link goes through the stable symlink; object stores have none: the published version
+    link = join(versioned.resolve(final) or final if is_remote(final) else final, "index.html")
     lines = [f"# {config.report.title} — {month}", "", f"Report: [{link}]({Path(link).absolute().as_uri() if '://' not in link else link})", ""]
     tables: dict[str, list[dict[str, Any]]] = {}
     for adapter in zonal_adapters(config):

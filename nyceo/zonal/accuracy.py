@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -32,6 +31,7 @@ import numpy as np
 from nyceo.config import PipelineConfig
 from nyceo.io import join
 from nyceo.paths import month_dir
+from nyceo.zonal import remote
 
 log = logging.getLogger("nyceo.zonal")
 
@@ -46,10 +46,13 @@ class ErrorMatrix:
 
 
 def metrics_path(config: PipelineConfig, month: str, adapter: str) -> str:
-    """The evaluation file read for ``adapter`` (it may not exist)."""
-    root = Path(join(month_dir(config, month), "eval", adapter))
-    found = sorted(root.glob("*/metrics.json")) if root.is_dir() else []
-    return str(root / "metrics.json") if (root / "metrics.json").is_file() or not found else str(found[0])
+    """The evaluation file read for ``adapter`` (it may not exist); local path or URL."""
+    root = join(month_dir(config, month), "eval", adapter)
+    direct = join(root, "metrics.json")
+    if remote.is_file(direct):
+        return direct
+    found = [u for u in remote.find(root, ("/metrics.json",)) if remote.relative(u, root).count("/") == 1]
+    return found[0] if found else direct
 
 
 def _first(d: dict, *names: str):
@@ -82,14 +85,13 @@ def parse_error_matrix(metrics: dict, source: str) -> ErrorMatrix | None:
 
 def read_error_matrix(config: PipelineConfig, month: str, adapter: str) -> ErrorMatrix | None:
     path = metrics_path(config, month, adapter)
-    if not Path(path).is_file():
-        return None
     try:
-        metrics = json.loads(Path(path).read_text())
+        data = remote.read_bytes_or_none(path)
+        metrics = json.loads(data) if data is not None else None
     except (OSError, json.JSONDecodeError) as exc:
         log.warning("evaluation %s unreadable (%s); share intervals omitted", path, exc)
         return None
-    return parse_error_matrix(metrics, path)
+    return parse_error_matrix(metrics, path) if metrics is not None else None
 
 
 def adjusted_shares(em: ErrorMatrix, map_shares: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, ...]:

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nyceo import paths
+from nyceo import paths, versioned
 from nyceo.io import upload_file_atomic
 from nyceo.mosaic.predstore import open_pred_store
 from nyceo.provenance import base_provenance
-from nyceo.zonal import exposure, feeds
+from nyceo.zonal import exposure, feeds, remote
 from nyceo.zonal.coverage import RasterGrid
 from nyceo.zonal.engine import class_area_table, read_prediction
 from nyceo.zonal.outputs import done, write_table
@@ -101,7 +101,7 @@ def _tags(ctx: Context, **extra: Any) -> dict[str, str]:
 
 def _write_cog(ctx: Context, rel: tuple[str, ...], bands: dict[str, np.ndarray], transform, tags: dict[str, str]) -> list[str]:
     dest = ctx.path(*rel)
-    if Path(dest).is_file():
+    if remote.exists(dest):
         return [dest]
     with tempfile.TemporaryDirectory(prefix="nyceo-zonal-") as work:
         local = Path(work) / rel[-1]
@@ -139,7 +139,8 @@ def ndvi(ctx: Context, skipped: list[str]) -> tuple[pd.DataFrame | None, list[st
     from nyceo.infer.store import StackStore, StackStoreError
     from nyceo.grid import Lattice
 
-    path = paths.stack_store(ctx.config, ctx.month)
+    final = paths.stack_store(ctx.config, ctx.month)
+    path = versioned.resolve(final) or final  # through the pointer: object stores have no symlink
     try:
         stack = StackStore(path, Lattice.from_config(ctx.config.grid))
     except StackStoreError as exc:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,32 +21,32 @@ import rasterio
 from rasterio.warp import Resampling, reproject
 
 from nyceo.config import PipelineConfig
+from nyceo.io import join
 from nyceo.paths import month_dir
+from nyceo.zonal import remote
 from nyceo.zonal.coverage import RasterGrid
 from nyceo.zonal.engine import NODATA, Compact
 
 log = logging.getLogger("nyceo.zonal")
 
 
-def change_files(config: PipelineConfig, month: str, adapter: str) -> list[tuple[str, Path]]:
-    root = Path(month_dir(config, month)) / "change" / adapter
-    if not root.is_dir():
-        return []
+def change_files(config: PipelineConfig, month: str, adapter: str) -> list[tuple[str, str]]:
+    root = join(month_dir(config, month), "change", adapter)
     out = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        found = next((f for f in (d / "nyc_transition.tif", d / "nyc.tif") if f.is_file()), None)
+    for pair in remote.subdirs(root):
+        found = next((f for f in (join(root, pair, "nyc_transition.tif"), join(root, pair, "nyc.tif")) if remote.is_file(f)), None)
         if found:
-            out.append((d.name, found))
+            out.append((pair, found))
     return out
 
 
 def change_fingerprint(config: PipelineConfig, month: str, adapter: str) -> list[list[str]]:
-    """(pair, content key or size) of each change raster read: part of the zonal key."""
+    """(pair, content key or sha256) of each change raster read: part of the zonal key."""
     out = []
     for pair, path in change_files(config, month, adapter):
         try:
-            with rasterio.open(path) as ds:
-                out.append([pair, ds.tags().get("NYCEO_INPUT_KEY") or str(path.stat().st_size)])
+            with remote.open_raster(path) as ds:
+                out.append([pair, ds.tags().get("NYCEO_INPUT_KEY") or remote.sha256_of(path)])
         except rasterio.errors.RasterioIOError:
             out.append([pair, "unreadable"])
     return out
@@ -68,8 +67,8 @@ def code_names(ds: rasterio.DatasetReader) -> dict[int, str]:
     return {int(k[6:]): v for k, v in tags.items() if re.fullmatch(r"CLASS_\d+", k)}
 
 
-def read_on_grid(path: Path, grid: RasterGrid) -> tuple[np.ndarray, dict[int, str]]:
-    with rasterio.open(path) as ds:
+def read_on_grid(path: str, grid: RasterGrid) -> tuple[np.ndarray, dict[int, str]]:
+    with remote.open_raster(path) as ds:
         names = code_names(ds)
         if ds.shape == (grid.height_px, grid.width_px) and ds.transform.almost_equals(grid.transform):
             return ds.read(1), names

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from nyceo.contract import Stage, Upstream, local_output_root_only
+from nyceo.contract import Stage, Upstream
 from nyceo.zonal import stage
-
-enabled = local_output_root_only("zonal")
-
 
 STAGE = Stage(
     name="zonal",
@@ -17,6 +14,5 @@ STAGE = Stage(
     status=stage.status,
     inputs_key=stage.inputs_key,
     run=stage.run,
-    enabled=enabled,
     key_settings=("zonal", "infer.adapters.*.classes", "grid.crs", "grid.origin_*", "grid.resolution_m"),
 )

@@ -7,9 +7,18 @@ pixel still gets its fraction; rasterstats' centre test would lose it). Every zo
 sparse product ``C @ values`` — class areas, probability-weighted areas, valid-pixel counts — so a
 month's figures for all 262 NTAs cost a few sparse products instead of a polygon pass per statistic.
 
-``C`` depends only on the grid and the polygons, so it is cached on disk
-(``<cache>/<layer>@<key16>.npz``) keyed by the grid (transform, shape, CRS), the layer's file sha256,
-its zone ids and :data:`COVERAGE_VERSION`, and reused every month.
+``C`` depends only on the grid and the polygons, so it is cached (``<cache>/<layer>@<key16>.npz``)
+keyed by the grid (transform, shape, CRS), the layer's file sha256, its zone ids, the geometries and
+:data:`COVERAGE_VERSION`, and reused every month. Stored compactly: the touched pixels' flat indices
+(int32), and per entry the column among them (int32) and the fraction (float32), zone-major with row
+pointers: ~12 bytes per covered pixel (95 MB for the city's 262 NTAs). The cache lives under the
+output root by default, on object storage too: its name is its content key, so every machine and
+worker writing that root shares it safely and the (slow) first computation happens once per grid
+and layer, not once per machine; ``zonal.coverage_cache`` may point at a local folder instead.
+
+First month: exactextract's ``cell_id`` / ``coverage`` for all polygons in one call, the polygons
+handed over as WKB and the per-polygon arrays kept as they come (:mod:`nyceo.zonal.extract`), no
+sort (entries arrive zone by zone).
 """
 
 from __future__ import annotations
@@ -17,20 +26,20 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from affine import Affine
 from pyproj import CRS
 
-from nyceo.io import write_bytes_atomic
+from nyceo.io import join, write_bytes_atomic
 from nyceo.keys import digest
 from nyceo.zonal.layers import ZoneLayer
+from nyceo.zonal.remote import exists, read_bytes
 
 log = logging.getLogger("nyceo.zonal")
 
-COVERAGE_VERSION = "1"
+COVERAGE_VERSION = "2"  # 2: pixels stored int32 when they fit
 
 
 @dataclass(frozen=True)
@@ -71,24 +80,25 @@ def _geometry_digest(layer: ZoneLayer) -> str:
     return h.hexdigest()
 
 
-def compute_coverage(grid: RasterGrid, layer: ZoneLayer) -> sp.csr_matrix:
-    """(zones x pixels) coverage fractions of ``layer`` on ``grid`` with exactextract (one pass)."""
-    from exactextract import exact_extract
-    from exactextract.raster import NumPyRasterSource
+def _entries(grid: RasterGrid, layer: ZoneLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from nyceo.zonal.extract import coverage_entries
 
-    gdf = layer.gdf.to_crs(grid.crs)
-    minx, miny, maxx, maxy = grid.bounds
-    dummy = np.zeros((grid.height_px, grid.width_px), dtype=np.uint8)
-    src = NumPyRasterSource(dummy, xmin=minx, ymin=miny, xmax=maxx, ymax=maxy,
-                            srs_wkt=CRS.from_user_input(grid.crs).to_wkt())
-    res = exact_extract(src, gdf[["geometry"]], ["cell_id", "coverage"], output="pandas")
-    cells, covs = list(res["cell_id"]), list(res["coverage"])
-    rows = np.concatenate([np.full(len(c), i, dtype=np.int64) for i, c in enumerate(cells)] or [np.zeros(0, np.int64)])
-    cols = np.concatenate([np.asarray(c, dtype=np.int64) for c in cells] or [np.zeros(0, np.int64)])
-    data = np.concatenate([np.asarray(c, dtype=np.float64) for c in covs] or [np.zeros(0)])
-    keep = data > 0
-    shape = (len(gdf), grid.height_px * grid.width_px)
-    return sp.csr_matrix((data[keep], (rows[keep], cols[keep])), shape=shape)
+    geoms = layer.gdf.to_crs(grid.crs).geometry.values
+    return coverage_entries(np.asarray(geoms), grid.transform, grid.height_px, grid.width_px,
+                            CRS.from_user_input(grid.crs).to_wkt())
+
+
+def _indptr(counts: np.ndarray) -> np.ndarray:
+    """CSR row pointers from entries per zone (no sort: exactextract returns them zone by zone)."""
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return indptr.astype(np.int32 if indptr[-1] < 2**31 else np.int64)  # int32 indices stay int32 in scipy
+
+
+def compute_coverage(grid: RasterGrid, layer: ZoneLayer) -> sp.csr_matrix:
+    """(zones x pixels) coverage fractions of ``layer`` on ``grid`` with exactextract (one call)."""
+    counts, cells, fractions = _entries(grid, layer)
+    shape = (len(layer.gdf), grid.height_px * grid.width_px)
+    return sp.csr_matrix((fractions, cells, _indptr(counts)), shape=shape)
 
 
 @dataclass
@@ -101,12 +111,25 @@ class Compact:
 
     @classmethod
     def from_coverage(cls, cov: sp.csr_matrix) -> "Compact":
-        touched = np.zeros(cov.shape[1], dtype=bool)  # O(pixels); np.unique sorts (slow at city scale)
-        touched[cov.indices] = True
-        pixels = np.flatnonzero(touched)
-        remap = (np.cumsum(touched, dtype=np.int64) - 1)[cov.indices].astype(np.int32)
-        m = sp.csr_matrix((cov.data.astype(np.float32), remap, cov.indptr), shape=(cov.shape[0], len(pixels)))
+        return cls.from_csr_parts(cov.data, cov.indices, cov.indptr, cov.shape[1])
+
+    @classmethod
+    def from_csr_parts(cls, fractions: np.ndarray, cells: np.ndarray, indptr: np.ndarray, n_pixels: int) -> "Compact":
+        """Restrict (zones x all pixels) CSR parts to the touched pixels (flat indices int32 when they fit)."""
+        index_dtype = np.int32 if n_pixels < 2**31 else np.int64
+        touched = np.zeros(n_pixels, dtype=bool)  # O(pixels) and no sort (np.unique is slow at city scale)
+        touched[cells] = True
+        pixels = np.flatnonzero(touched).astype(index_dtype)
+        lookup = np.empty(n_pixels, dtype=np.int32)  # only the touched entries are ever read
+        lookup[pixels] = np.arange(len(pixels), dtype=np.int32)
+        m = sp.csr_matrix((fractions.astype(np.float32, copy=False), lookup[cells], indptr),
+                          shape=(len(indptr) - 1, len(pixels)))
         return cls(m, pixels)
+
+    @classmethod
+    def compute(cls, grid: RasterGrid, layer: ZoneLayer) -> "Compact":
+        counts, cells, fractions = _entries(grid, layer)
+        return cls.from_csr_parts(fractions, cells, _indptr(counts), grid.height_px * grid.width_px)
 
     @property
     def n_zones(self) -> int:
@@ -143,13 +166,13 @@ class Compact:
 
     @classmethod
     def load(cls, path: str) -> "Compact":
-        with np.load(path) as z:
+        with np.load(io.BytesIO(read_bytes(path))) as z:
             m = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
             return cls(m, z["pixels"])
 
 
 def cache_path(cache_dir: str, layer: ZoneLayer, key: str) -> str:
-    return str(Path(cache_dir) / f"{layer.name}@{key[:16]}.npz")
+    return join(cache_dir, f"{layer.name}@{key[:16]}.npz")
 
 
 def load_or_compute(grid: RasterGrid, layer: ZoneLayer, cache_dir: str | None) -> tuple[Compact, bool]:
@@ -159,12 +182,12 @@ def load_or_compute(grid: RasterGrid, layer: ZoneLayer, cache_dir: str | None) -
     month reads it in well under a second."""
     key = coverage_key(grid, layer)
     path = cache_path(cache_dir, layer, key) if cache_dir else None
-    if path and Path(path).is_file():
+    if path and exists(path):
         try:
             return Compact.load(path), True
-        except (OSError, ValueError, KeyError) as exc:  # a damaged cache file is recomputed, never trusted
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # a damaged cache file is recomputed, never trusted
             log.warning("coverage cache %s unreadable (%s); recomputing", path, exc)
-    compact = Compact.from_coverage(compute_coverage(grid, layer))
+    compact = Compact.compute(grid, layer)
     if path:
         compact.save(path)
     return compact, False

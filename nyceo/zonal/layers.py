@@ -18,7 +18,7 @@ import shapely
 
 from nyceo.boundaries import BOROUGHS_FILE, NTAS_FILE, load_boroughs, load_ntas
 from nyceo.config import PipelineConfig, PolygonLayerConfig
-from nyceo.io import sha256_file
+from nyceo.io import is_remote, sha256_file
 
 log = logging.getLogger("nyceo.zonal")
 
@@ -44,20 +44,32 @@ class ZoneLayer:
         return bool(self.gdf["category"].notna().any())
 
 
-def resolve_path(config: PipelineConfig, path: str) -> Path:
-    return Path(path.replace("{output_root}", config.run.output_root))
+def resolve_path(config: PipelineConfig, path: str) -> str:
+    """A configured layer path with ``{output_root}`` filled in (a local path or a URL)."""
+    return path.replace("{output_root}", config.run.output_root)
 
 
-def read_vector(path: Path, layer: str | None = None, what: str = "layer") -> gpd.GeoDataFrame:
-    """Read a GeoParquet / GeoPackage / Shapefile / GeoJSON file; clear errors for missing or foreign files."""
-    if not path.is_file():
+def _suffix(path: str) -> str:
+    name = str(path).rstrip("/").rsplit("/", 1)[-1]
+    return f".{name.rsplit('.', 1)[-1].lower()}" if "." in name else ""
+
+
+def read_vector(path: str, layer: str | None = None, what: str = "layer") -> gpd.GeoDataFrame:
+    """Read a GeoParquet / GeoPackage / Shapefile / GeoJSON file (local or URL; a shapefile must be local);
+    clear errors for missing or foreign files."""
+    from nyceo.zonal import remote
+
+    if not remote.is_file(str(path)):
         raise LayerError(f"{what} file {path} does not exist; fix its path in the zonal section of the config")
-    if path.suffix.lower() not in VECTOR_SUFFIXES:
-        raise LayerError(f"{what} file {path}: unsupported format '{path.suffix}'; use one of {VECTOR_SUFFIXES}")
+    suffix = _suffix(path)
+    if suffix not in VECTOR_SUFFIXES or (suffix == ".shp" and is_remote(str(path))):
+        raise LayerError(f"{what} file {path}: unsupported format '{suffix}' here; use one of {VECTOR_SUFFIXES} "
+                         "(a shapefile only on local disk: its sidecar files travel with it)")
     try:
-        if path.suffix.lower() in (".parquet", ".geoparquet"):
-            return gpd.read_parquet(path)
-        return gpd.read_file(path, layer=layer) if layer else gpd.read_file(path)
+        with remote.local_file(str(path)) as local:
+            if suffix in (".parquet", ".geoparquet"):
+                return gpd.read_parquet(local)
+            return gpd.read_file(local, layer=layer) if layer else gpd.read_file(local)
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear message
         raise LayerError(f"{what} file {path} could not be read as a vector layer: {exc}") from exc
 
@@ -177,13 +189,18 @@ def layer_file_hashes(config: PipelineConfig) -> dict[str, str]:
     return out
 
 
-def vector_sha256(path: Path) -> str:
-    """sha256 of a vector file; a shapefile's .dbf/.prj/.shx sidecars are part of it."""
-    if path.suffix.lower() != ".shp":
-        return sha256_file(path)
+def vector_sha256(path: str | Path) -> str:
+    """sha256 of a vector file (local or URL); a shapefile's .dbf/.prj/.shx sidecars are part of it."""
+    from nyceo.zonal import remote
+
+    if _suffix(str(path)) != ".shp":
+        return remote.sha256_of(str(path))
+    path = Path(path)
     parts = [sha256_file(p) for p in (path.with_suffix(s) for s in (".shp", ".shx", ".dbf", ".prj", ".cpg")) if p.is_file()]
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
-def _hash_or_missing(path: Path) -> str:
-    return vector_sha256(path) if path.is_file() else f"missing:{path}"
+def _hash_or_missing(path: str) -> str:
+    from nyceo.zonal import remote
+
+    return vector_sha256(path) if remote.is_file(path) else f"missing:{path}"

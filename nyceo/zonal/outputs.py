@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 
-from nyceo import paths
+from nyceo import paths, versioned
 from nyceo.config import PipelineConfig
 from nyceo.io import join, write_bytes_atomic
+from nyceo.zonal import remote
 
 MANIFEST = "zonal.json"
 
@@ -56,38 +56,30 @@ def write_table(frame: pd.DataFrame, dest_stem: str, meta: dict[str, Any]) -> li
 
 def done(dest_stem: str) -> bool:
     """Whether both files of a table exist (inside a key-named build folder, so they are this key's)."""
-    return Path(f"{dest_stem}.parquet").is_file() and Path(f"{dest_stem}.csv").is_file()
+    return remote.exists(f"{dest_stem}.parquet") and remote.exists(f"{dest_stem}.csv")
+
+
+def published_file(config: PipelineConfig, month: str, rel: str) -> str | None:
+    """Path (or URL) of ``rel`` inside the month's published zonal folder, or None when nothing is published.
+
+    Through the pointer (:func:`nyceo.versioned.resolve`): object stores have no symlink."""
+    base = versioned.resolve(zonal_dir(config, month))
+    return join(base, *rel.split("/")) if base else None
 
 
 def read_table(config: PipelineConfig, month: str, rel: str) -> pd.DataFrame | None:
     """A published zonal table (relative to ``<month>/zonal``, e.g. 'lulc_nyc/borough.csv'), or None."""
-    path = Path(zonal_dir(config, month)) / rel
-    if not path.is_file():
+    path = published_file(config, month, rel)
+    data = remote.read_bytes_or_none(path) if path else None
+    if data is None:
         return None
-    return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-
-
-def remove_other_versions(final: str, key: str) -> list[str]:
-    """Remove ``<final>@<key16>`` folders of other keys beside a published suffix-less folder.
-
-    ``nyceo.versioned.versions`` only recognises names with a suffix (``name@key.zarr``), so its
-    ``publish`` leaves old versions of ``zonal@...`` / ``report@...`` behind; local outputs only."""
-    import re
-    import shutil
-
-    parent, name = Path(final).parent, Path(final).name
-    keep = f"{name}@{key[:16]}"
-    removed = []
-    for entry in parent.glob(f"{name}@*") if parent.is_dir() else []:
-        if re.fullmatch(rf"{re.escape(name)}@[0-9a-f]{{16}}", entry.name) and entry.name != keep and entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
-    return removed
+    return pd.read_csv(io.BytesIO(data)) if path.endswith(".csv") else pd.read_parquet(io.BytesIO(data))
 
 
 def read_manifest(config: PipelineConfig, month: str) -> dict[str, Any] | None:
-    path = Path(zonal_dir(config, month)) / MANIFEST
+    path = published_file(config, month, MANIFEST)
+    data = remote.read_bytes_or_none(path) if path else None
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return json.loads(data) if data is not None else None
+    except json.JSONDecodeError:
         return None

@@ -12,23 +12,23 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from nyceo import paths, versioned
+from nyceo import versioned
 from nyceo.config import PipelineConfig
 from nyceo.contract import Status
 from nyceo.infer.contract import published_pred
-from nyceo.io import join, sha256_file, write_json_atomic
+from nyceo.io import join, write_json_atomic
 from nyceo.keys import CODE_VERSIONS, digest
 from nyceo.provenance import base_provenance
 from nyceo.zonal import accuracy, change
 from nyceo.zonal.coverage import Compact, RasterGrid, load_or_compute
 from nyceo.zonal.engine import Groups, class_area_table
 from nyceo.zonal.layers import ZoneLayer, all_layers, layer_file_hashes
-from nyceo.zonal.outputs import MANIFEST, cache_dir, done, remove_other_versions, write_table, zonal_dir
+from nyceo.zonal.outputs import MANIFEST, cache_dir, done, write_table, zonal_dir
+from nyceo.zonal.remote import exists, is_file, relative, remove_other_versions, sha256_of
 
 log = logging.getLogger("nyceo.zonal")
 
@@ -84,17 +84,13 @@ def inputs_key(config: PipelineConfig, month: str) -> str | None:
     preds = published_preds(config, month)
     if not preds:
         return None
-    evals = {a: sha256_file(p) for a in preds if Path(p := accuracy.metrics_path(config, month, a)).is_file()}
+    evals = {a: sha256_of(p) for a in preds if is_file(p := accuracy.metrics_path(config, month, a))}
     return digest({"stage": "zonal", "code": CODE_VERSIONS.get("zonal", "1"), "preds": {a: k for a, (_, k) in preds.items()},
                    "polygons": layer_file_hashes(config), "settings": zonal_settings(config), "eval": evals,
                    "change": {a: change.change_fingerprint(config, month, a) for a in preds}})
 
 
 def status(config: PipelineConfig, month: str) -> Status:
-    from nyceo.zonal.contract import enabled
-
-    if (reason := enabled(config)) is not None:
-        return Status("skipped", reason=reason)
     final = zonal_dir(config, month)
     published = versioned.published_key(final)
     stale = stale_preds(config, month, published_preds(config, month))
@@ -106,7 +102,7 @@ def status(config: PipelineConfig, month: str) -> Status:
                       published_key=published)
     if published == key:
         return Status("current", key=key, published_key=published)
-    building = Path(versioned.version_path(final, key)).is_dir()
+    building = exists(versioned.version_path(final, key))
     if published:
         return Status("stale", reason="inputs changed since the published tables", key=key,
                       published_key=published, rebuilding=building)
@@ -170,7 +166,7 @@ def run(config: PipelineConfig, month: str) -> dict[str, Any]:
     files = build.build_all(ctx, published_preds(config, month))
     repaired = {layer.name: layer.repaired_ids for layer in ctx.layers if layer.repaired_ids}
     manifest = {"key": st.key, "provenance": base_provenance(config, "zonal", month=month, inputs_key=st.key),
-                "files": sorted(str(Path(f).relative_to(ctx.build)) for f in files["files"]),
+                "files": sorted(relative(f, ctx.build) for f in files["files"]),
                 "repaired_feature_ids": {**repaired, **files["repaired"]}, "skipped": files["skipped"]}
     write_json_atomic(ctx.path(MANIFEST), manifest)
     versioned.publish(final, st.key, companions=())
