@@ -524,9 +524,12 @@ class TrainLabelsConfig(_Strict):
     """Where the labels come from and how their codes become class indices."""
 
     source: str = Field(
-        description="stac:<collection>/<asset> (the configured catalog, e.g. stac:nyceo-embedded-truth/landcover) "
-        "or a raster file path; read onto the chip grid with mode resampling."
+        description="stac:<collection>/<asset> (the configured catalog, e.g. stac:nyceo-embedded-truth/landcover), "
+        "a raster file path (read onto the chip grid with mode resampling) or a vector layer (.gpkg, .parquet/"
+        ".geoparquet, .shp, .geojson/.json, .fgb; any CRS; rasterized on the chip grid with the pixel-centre rule)."
     )
+    attribute: str = Field("", description="Vector sources: the attribute holding each feature's integer label code.")
+    id_attribute: str = Field("", description="Vector sources: attribute naming features in messages ('' = row number).")
     remap: dict[int, int] = Field(description="Label code -> class index (channel order of the adapter's classes).")
     ignore_codes: list[int] = Field(default_factory=list, description="Label codes left out of the loss "
                                     "(become ignore_index), e.g. the raster's nodata.")
@@ -562,6 +565,9 @@ class TrainAdapterConfig(_Strict):
         "average over all training batches (short runs: running statistics that match the final weights better).",
     )
     seed: int = Field(0, description="Seed of the run (the first of --seeds N).")
+    average_last: int = Field(0, ge=0, description="Weight averaging ('soup'): export the average of the trainable "
+                              "weights (neck/decoder/head + LoRA, BatchNorm statistics too) of the last K epochs of "
+                              "the final phase when it validates at least as well as the best checkpoint (0 = off).")
     split: TrainSplitConfig = Field(default_factory=TrainSplitConfig)
     auto: bool = Field(False, description="Train before inference when the exported adapter is missing or its "
                        "inputs changed (the offline demo); otherwise only `nyceo adapters train` trains.")

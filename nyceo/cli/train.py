@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nyceo.cli.common import ConfigOpt, split_names
+from nyceo.cli.common import ConfigOpt, load_or_exit, split_names
 from nyceo.cli.models import adapters_app
 from nyceo.config import ConfigError, load_config
 
@@ -45,3 +45,23 @@ def adapters_train(
         typer.echo(f"  sha256 {fname}: {digest}")
     typer.echo(f"# config snippet (also in {report['train_root']}/config_snippet.yaml):")
     typer.echo(report["snippet"], nl=False)
+
+
+@adapters_app.command("compare")
+def adapters_compare(
+    a: str = typer.Argument(..., help="Adapter A (the reference)."),
+    b: str = typer.Argument(..., help="Adapter B; ΔmIoU is B − A."),
+    config: Path = ConfigOpt,
+) -> None:
+    """Compare two trained adapters on the same test split: per-class IoU, ΔmIoU and the seed spread."""
+    cfg = load_or_exit(config)
+    from nyceo.train.compare import compare_adapters, markdown
+    from nyceo.train.errors import TrainError
+
+    try:
+        rec = compare_adapters(cfg, a, b)
+    except TrainError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(markdown(rec), nl=False)
+    typer.echo(f"written: {rec['folder']}/comparison.json, comparison.md")

@@ -25,7 +25,7 @@ from nyceo.grid import Lattice, chip_id, parse_chip_id
 from nyceo.infer.inputs import DEM_KEY, S1_KEY, S2_KEY, assemble_batch, pixels_with_s2
 from nyceo.infer.store import StackStore, StackStoreError
 from nyceo.train.errors import TrainError
-from nyceo.train.labels import LabelSource, read_chip_labels, remap_labels, resolve_label_source
+from nyceo.train.labels import LabelSource, chip_label_reader, remap_labels, resolve_label_source
 
 MODALITIES = (S2_KEY, S1_KEY, DEM_KEY)
 
@@ -93,19 +93,20 @@ def collect_samples(config: PipelineConfig, adapter: str) -> SampleSet:
     keep = set(common)
     source = resolve_label_source(config, adapter, tcfg)
     lattice = Lattice.from_config(config.grid)
+    areas = {m: s.area.bounds for m, s in stores.items()}
+    read, name = chip_label_reader(source, adapter, tcfg, lattice, config.grid.crs, sorted(keep), areas)
     labels: dict[tuple[int, int], np.ndarray] = {}
     for rc in sorted(keep):
-        codes, nodata = read_chip_labels(source.path, lattice, config.grid.crs, *rc)
-        where = f"label raster {source.path}, chip {chip_id(*rc)}"
+        codes, nodata = read(*rc)
+        where = f"{name}, chip {chip_id(*rc)}"
         lab = remap_labels(codes, tcfg.labels.remap, tcfg.labels.ignore_codes, nodata, tcfg.ignore_index, where)
         if (lab != tcfg.ignore_index).any():
             labels[rc] = lab.astype(np.int16)
     if not labels:
-        areas = {m: s.area.bounds for m, s in stores.items()}
         raise TrainError(
             f"labels of train.adapters.{adapter} ({tcfg.labels.source} -> {source.path}) do not overlap the stacks "
             f"of {sorted(stores)} (areas {areas}, {len(keep)} chips with data): no chip has a labelled pixel. "
-            "Use a label raster covering the grid, or the months/chips it covers"
+            "Use a label raster or layer covering the grid, or the months/chips it covers"
         )
     samples = []
     for month, store in stores.items():

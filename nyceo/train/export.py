@@ -69,6 +69,8 @@ def model_card(adapter: str, config: PipelineConfig, metrics: dict[str, Any], tr
     seeds = metrics.get("seeds", {})
     spread = (f"test mIoU over {len(seeds.get('values', []))} seeds: mean {seeds['mean']:.3f}, "
               f"std {seeds['std']:.3f}" if len(seeds.get("values", [])) > 1 else "one seed")
+    soup = f"\nWeight averaging (last {metrics['soup']['average_last']} epochs): {metrics['soup']['note']}." \
+        if metrics.get("soup") else ""
     return f"""# {adapter}
 
 LoRA adapter (published TerraMind-NYC-Adapters format) for `{ad.backbone}`, trained by `nyceo adapters train`.
@@ -84,7 +86,7 @@ LoRA adapter (published TerraMind-NYC-Adapters format) for `{ad.backbone}`, trai
   {training['steps']} steps, {training['wall_s']:.0f} s on {training['device']}.
 
 ## Test split
-mIoU **{test['mIoU']:.3f}**, pixel accuracy {test['pixel_accuracy']:.3f} ({test['pixels']} pixels); {spread}.
+mIoU **{test['mIoU']:.3f}**, pixel accuracy {test['pixel_accuracy']:.3f} ({test['pixels']} pixels); {spread}.{soup}
 
 | class | IoU |
 |---|---|

@@ -45,6 +45,7 @@ class RunResult:
     epochs: int
     global_step: int
     kept: str = "fine-tune"   # whose weights the task holds: "probe" or "fine-tune" (the better val mIoU)
+    keeper: Any = None        # average_last > 0: the soup.KeepLast of the final phase (its last epochs' states)
 
 
 def lora_regex(adapter: str, targets: list[str]) -> str:
@@ -166,19 +167,26 @@ def fit_one(config: PipelineConfig, adapter: str, train_ds, val_ds, run_dir: Pat
     if not resume:  # a new run never mixes with an earlier run's checkpoints or logs
         shutil.rmtree(run_dir, ignore_errors=True)
     task = build_task(config, adapter, seed)
+    keeper = None
+    if tcfg.average_last:  # the final phase's trainer keeps its last epochs' trainable state (nyceo.train.soup)
+        from nyceo.train.soup import KeepLast
+
+        keeper = KeepLast(tcfg.average_last, "fine-tune" if tcfg.max_epochs else "probe")
+    final = [*(callbacks or []), *([keeper] if keeper else [])]
     last = run_dir / "checkpoints" / "last.ckpt"
     score, epochs, steps = float("nan"), 0, 0
     if tcfg.probe_epochs and not (resume and last.is_file()):  # a resumed fine-tuning holds the probe's result
         from nyceo.train.probe import fit_probe
 
         score, epochs, steps = fit_probe(config, adapter, task, {"train": train_ds, "val": val_ds}, stacks or {},
-                                         run_dir / "probe", seed, resume, callbacks)
+                                         run_dir / "probe", seed, resume,
+                                         callbacks if tcfg.max_epochs else final)
         best = run_dir / "probe" / "checkpoints" / "best.ckpt"
         probe_state = {k: v.detach().clone() for k, v in task.state_dict().items()}
     kept = "probe"
     if tcfg.max_epochs:
         train_dl, val_dl = loaders(train_ds, val_ds, tcfg, seed)
-        trainer = make_trainer(config, tcfg, run_dir, callbacks, max_steps)
+        trainer = make_trainer(config, tcfg, run_dir, final, max_steps)
         with quiet_fit():
             trainer.fit(task, train_dl, val_dl, ckpt_path=str(last) if resume and last.is_file() else None)
         ckpt_cb = trainer.checkpoint_callback
@@ -193,7 +201,7 @@ def fit_one(config: PipelineConfig, adapter: str, train_ds, val_ds, run_dir: Pat
             best = run_dir / "probe" / "checkpoints" / "best.ckpt"
             log.info("train %s seed %d: LoRA fine-tuning validated worse (%.3f) than the probe (%.3f); the probe's "
                      "weights are kept", adapter, seed, tuned, score)
-    return task.cpu().eval(), RunResult(seed, run_dir, best, score, epochs, steps, kept)
+    return task.cpu().eval(), RunResult(seed, run_dir, best, score, epochs, steps, kept, keeper)
 
 
 def confusion(task: Any, dataset, num_classes: int, ignore_index: int, batch_size: int = 4) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""Labels on the chip grid: a raster (file or STAC asset) read per chip with mode resampling, remapped.
+"""Labels on the chip grid: a raster (file or STAC asset) read per chip with mode resampling, or a
+vector layer rasterized per chip (``nyceo.train.vectors``), remapped.
 
-``resolve_label_source`` turns ``train.adapters.<name>.labels.source`` into a local raster path and
-an identity for cache keys (catalog identity + item/asset for ``stac:``, file sha256 for a path).
+``resolve_label_source`` turns ``train.adapters.<name>.labels.source`` into a local path and an
+identity for cache keys (catalog identity + item/asset for ``stac:``, file sha256 for a raster,
+file sha256 + attribute for a vector layer). ``chip_label_reader`` reads either kind per chip.
 ``read_chip_labels`` warps the raster onto one chip (224 x 224 px of the lattice, EPSG of the grid)
 with ``Resampling.mode`` — the majority class of the source pixels under each grid pixel — and
 ``remap_labels`` turns label codes into class indices (``ignore_codes`` and the raster's nodata
@@ -13,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -23,24 +25,35 @@ from nyceo.io import sha256_file
 from nyceo.train.errors import TrainError
 
 STAC_PREFIX = "stac:"
+ChipReader = Callable[[int, int], tuple[np.ndarray, "int | None"]]
 
 
 @dataclass(frozen=True)
 class LabelSource:
-    """A resolved label raster."""
+    """A resolved label raster or vector layer (``kind``)."""
 
     path: Path
     identity: dict[str, Any]
+    kind: str = "raster"
 
 
 def resolve_label_source(config: PipelineConfig, adapter: str, tcfg: TrainAdapterConfig) -> LabelSource:
-    """Local path of the label raster and its identity (what names its content)."""
+    """Local path of the label raster / vector layer and its identity (what names its content)."""
+    from nyceo.train.vectors import is_vector, vector_identity
+
     src = tcfg.labels.source
     if not src.startswith(STAC_PREFIX):
         path = Path(src.replace("{output_root}", config.run.output_root))
+        what = "label layer" if is_vector(path) else "label raster"
         if not path.is_file():
-            raise TrainError(f"train.adapters.{adapter}.labels.source: label raster {path} does not exist; "
-                             "give a GeoTIFF path or stac:<collection>/<asset>")
+            raise TrainError(f"train.adapters.{adapter}.labels.source: {what} {path} does not exist; "
+                             "give a GeoTIFF or vector layer path, or stac:<collection>/<asset>")
+        if is_vector(path):
+            if not tcfg.labels.attribute:
+                raise TrainError(f"train.adapters.{adapter}.labels: the vector label source {path} needs "
+                                 "labels.attribute (the attribute holding each feature's label code), e.g. "
+                                 "`attribute: class_code`")
+            return LabelSource(path, vector_identity(path, tcfg.labels.attribute), "vector")
         return LabelSource(path, {"file_sha256": sha256_file(path)})
     collection, _, asset = src[len(STAC_PREFIX):].partition("/")
     if not collection or not asset:
@@ -88,6 +101,29 @@ def read_chip_labels(path: Path, lattice: Lattice, crs: str, row: int, col: int)
     data = data.astype(np.int64)
     data[~valid] = fill
     return data, fill
+
+
+def chip_label_reader(source: LabelSource, adapter: str, tcfg: TrainAdapterConfig, lattice: Lattice, crs: str,
+                      chips: list[tuple[int, int]], areas: dict[str, Any]) -> tuple[ChipReader, str]:
+    """A reader of label codes per chip (row, col) -> (codes, nodata), and the source's name for messages.
+    A vector layer is read once and checked first: it overlaps ``chips``, its codes there are remapped."""
+    if source.kind != "vector":
+        return (lambda r, c: read_chip_labels(source.path, lattice, crs, r, c)), f"label raster {source.path}"
+    from nyceo.train.vectors import check_codes, chip_codes, features_over, read_vector_labels
+
+    name = f"label layer {source.path}"
+    gdf = read_vector_labels(source.path, tcfg.labels.attribute, tcfg.labels.id_attribute, crs,
+                             f"train.adapters.{adapter}.labels.source")
+    near = features_over(gdf, [lattice.chip_bounds(*rc) for rc in chips])
+    if near.empty:
+        bounds = tuple(round(float(b)) for b in gdf.total_bounds) if not gdf.empty else "none"
+        raise TrainError(
+            f"{len(gdf)} feature(s) of the {name} of train.adapters.{adapter} (bounds {bounds} in {crs}) do not "
+            f"overlap the stacks of {sorted(areas)} (areas {areas}, {len(chips)} chips with data). Use a label "
+            "layer covering the grid, or the months/chips it covers"
+        )
+    check_codes(near, tcfg.labels.remap, tcfg.labels.ignore_codes, f"{name} (attribute '{tcfg.labels.attribute}')")
+    return (lambda r, c: chip_codes(near, lattice, r, c)), name
 
 
 def remap_labels(codes: np.ndarray, remap: dict[int, int], ignore_codes: list[int], nodata: int | None,

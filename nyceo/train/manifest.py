@@ -43,6 +43,16 @@ def software_versions() -> dict[str, str]:
     return out
 
 
+def recipe_for_key(tcfg: Any) -> dict[str, Any]:
+    """The recipe as the key sees it: not ``auto``; not the label attribute names (a vector source's
+    attribute is in its identity, ``id_attribute`` only names features in messages); ``average_last``
+    only when on (keys of recipes written before it existed stay valid)."""
+    exclude: dict[str, Any] = {"auto": True, "labels": {"attribute", "id_attribute"}}
+    if not tcfg.average_last:
+        exclude["average_last"] = True
+    return tcfg.model_dump(mode="json", exclude=exclude)
+
+
 def train_key(config: PipelineConfig, adapter: str, stacks: dict[str, dict[str, Any]],
               labels: dict[str, Any], seeds: int = 1) -> str:
     """The content key of adapter ``adapter`` trained from ``stacks`` (month -> provenance) and ``labels``."""
@@ -55,7 +65,7 @@ def train_key(config: PipelineConfig, adapter: str, stacks: dict[str, dict[str, 
     return digest({"stage": "train", "code": TRAIN_CODE_VERSION, "software": software_versions(),
                    "stacks": {m: p.get("inputs_key") or digest(p) for m, p in sorted(stacks.items())},
                    "labels": labels, "precision": [config.train.cpu_precision, config.train.gpu_precision],
-                   "recipe": tcfg.model_dump(mode="json", exclude={"auto"}), "model": model, "seeds": seeds,
+                   "recipe": recipe_for_key(tcfg), "model": model, "seeds": seeds,
                    "grid": config.grid.model_dump(mode="json", exclude={"block_size_chips", "boroughs",
                                                                         "min_land_fraction"})})
 

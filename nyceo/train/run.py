@@ -88,16 +88,32 @@ def train_adapter(config: PipelineConfig, adapter: str, seeds: int = 1, resume: 
         task, res = fit_one(config, adapter, sets["train"], sets["val"], root / "runs" / f"seed{seed}", seed,
                             resume, callbacks, max_steps, stacks=stack_keys(prep))
         wall = time.perf_counter() - t0
-        test = metrics_from_confusion(confusion(task, sets["test"], len(ad.classes), tcfg.ignore_index),
-                                      list(ad.classes))
+        soup, test = _soup(task, res, sets, list(ad.classes), tcfg.ignore_index)
+        if test is None:
+            test = metrics_from_confusion(confusion(task, sets["test"], len(ad.classes), tcfg.ignore_index),
+                                          list(ad.classes))
         runs.append({"seed": seed, "val_mIoU": res.val_miou, "test": test, "epochs": res.epochs,
-                     "steps": res.global_step, "kept": res.kept, "wall_s": round(wall, 1), "run_dir": str(res.run_dir)})
+                     "steps": res.global_step, "kept": res.kept, "wall_s": round(wall, 1), "run_dir": str(res.run_dir),
+                     **({"soup": soup} if soup else {})})
         log.info("train %s seed %d: test mIoU %s, %d epochs, %.0f s", adapter, seed, test["mIoU"], res.epochs, wall)
         if first is None:
             first = task
     report = _export(config, adapter, prep, first, runs)
     report["task"] = first  # the exported (first seed's) model, for callers that compare predictions
     return report
+
+
+def _soup(task: Any, res: Any, sets: dict[str, ChipDataset], classes: list[str],
+          ignore_index: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """average_last > 0: the soup record and, when the soup is kept, its test metrics (``nyceo.train.soup``)."""
+    if res.keeper is None:
+        return None, None
+    if not res.keeper.states:
+        return {"average_last": res.keeper.k, "exported": "best", "epochs": [],
+                "note": "the final phase ran no epoch in this attempt (resumed after its end); nothing averaged"}, None
+    from nyceo.train.soup import soup_or_best
+
+    return soup_or_best(task, res.keeper, sets["val"], sets["test"], classes, ignore_index)
 
 
 def _export(config: PipelineConfig, adapter: str, prep: Prepared, task: Any, runs: list[dict]) -> dict[str, Any]:
@@ -116,6 +132,8 @@ def _export(config: PipelineConfig, adapter: str, prep: Prepared, task: Any, run
     metrics = {"adapter": adapter, "test": first["test"], "val_mIoU": first["val_mIoU"], "seeds": seeds,
                "runs": [{k: v for k, v in r.items() if k != "run_dir"} for r in runs], "splits": chips,
                "labels": prep.samples.labels.identity, "training_key": prep.key}
+    if "soup" in first:
+        metrics["soup"] = first["soup"]
     folder = export_folder(config, adapter)
     hashes = write_adapter(task, config, adapter, folder, metrics, prep.splits["test"], training)
     snippet = config_snippet(config, adapter, hashes)
