@@ -91,5 +91,7 @@ def test_probe_then_fine_tune_keeps_the_better_phase(tmp_path):
 
 
 def test_a_recipe_that_trains_nothing_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="probe_epochs and max_epochs are both 0"):
+    from nyceo.config import ConfigError
+
+    with pytest.raises(ConfigError, match="probe_epochs and max_epochs are both 0"):
         load_config(make_case(tmp_path, recipe={"probe_epochs": 0, "max_epochs": 0}))

@@ -120,7 +120,10 @@ def make_trainer(config: PipelineConfig, tcfg: TrainAdapterConfig, run_dir: Path
     gpu = dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available())
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max",
                            save_top_k=1, save_weights_only=True, enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, every_n_epochs=last_every)
+    # "last" as an unmonitored top-1 checkpoint: Lightning 2.6 writes save_last only after a top-k save,
+    # so save_top_k=0 + save_last=True wrote last.ckpt only when the fit ended (nothing to resume after a kill)
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                           every_n_epochs=last_every, enable_version_counter=False)
     stop = EarlyStopping(monitor=MONITOR, mode="max", patience=tcfg.patience)
     return pl.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=1, precision=config.train.gpu_precision if gpu else config.train.cpu_precision,
