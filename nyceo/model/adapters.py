@@ -106,7 +106,7 @@ def load_adapter_files(name: str, config: PipelineConfig) -> AdapterFiles:
     src, paths = adapter_paths(name, ad, config)
     digests = {
         f: check_sha256(p, ad.sha256.get(f, ""), config.infer.require_sha256, f"adapter {name}",
-                        f"infer.adapters.{name}.sha256['{f}']")
+                        f"infer.adapters.{name}.sha256['{f}']", config._source_path)
         for f, p in paths.items()
     }
     lora_cfg = _read_lora_config(name, paths["adapter_config.json"])

@@ -95,22 +95,26 @@ def hub_file(src: Source, filename: str, infer: InferConfig, what: str, config_p
         ) from None
 
 
-def check_sha256(path: Path, expected: str, require: bool, what: str, config_key: str) -> str:
-    """sha256 of ``path``; raise if it differs from ``expected`` or (when required) none is pinned."""
+def check_sha256(path: Path, expected: str, require: bool, what: str, config_key: str,
+                 config_path: str | None = None) -> str:
+    """sha256 of ``path``; raise if it differs from ``expected`` or (when required) none is pinned.
+
+    ``config_path`` makes the error name the exact ``nyceo weights fetch -c ...`` command."""
     actual = sha256_file(path)
     if not expected:
         if require:
             raise WeightsError(
                 f"{what}: file {path} has no pinned sha256 in {config_key}. Its hash is {actual}; "
-                "check it against the publisher's listing and pin it there (or set "
-                "infer.require_sha256: false to accept unpinned files)."
+                f"for hub files `{fetch_command(config_path)}` verifies and pins it; otherwise check it against "
+                "the publisher's listing and pin it there (or set infer.require_sha256: false to accept "
+                "unpinned files)."
             )
         return actual
     if actual != expected.lower():
         raise WeightsError(
             f"{what}: file {path} has sha256 {actual} but {config_key} pins {expected}. The file is "
             "corrupt, a different revision, or was replaced: delete it and fetch it again "
-            "(`nyceo weights fetch -c <config>`), or fix the pinned hash."
+            f"(`{fetch_command(config_path)}`), or fix the pinned hash."
         )
     return actual
 
@@ -130,5 +134,6 @@ def resolve_base(config: PipelineConfig) -> tuple[Path | None, str]:
                 f"base checkpoint (infer.base_weights): file {path} does not exist. Fetch it with "
                 f"`{fetch_command(config._source_path)}` or set infer.base_weights to the local .pt file."
             )
-    digest = check_sha256(path, infer.base_sha256, infer.require_sha256, "base checkpoint", "infer.base_sha256")
+    digest = check_sha256(path, infer.base_sha256, infer.require_sha256, "base checkpoint", "infer.base_sha256",
+                          config._source_path)
     return path, digest
