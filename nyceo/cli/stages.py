@@ -30,7 +30,11 @@ def grid_cmd(config: Path = ConfigOpt) -> None:
 
     from nyceo.grid import counts_per_borough
     from nyceo.grid_stage import read_grid, write_grid
-    dest = write_grid(cfg)
+    try:
+        dest = write_grid(cfg)
+    except ValueError as exc:
+        typer.echo(f"grid failed: {exc}", err=True)
+        raise typer.Exit(1) from None
     chips = read_grid(dest)
     typer.echo(f"{len(chips)} chips of {cfg.grid.chip_size_px} px at {cfg.grid.resolution_m:g} m -> {dest}")
     for name, n in counts_per_borough(chips).items():
