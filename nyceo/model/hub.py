@@ -115,9 +115,11 @@ def _fetch_file(repo: str, commit: str, path: str, listing: dict[str, HubFile], 
     return verify_download(local, listing[path], where, command)
 
 
-def fetch_source(src: Source, files: list[str], cache_dir: str | None, command: str,
+def fetch_source(src: Source, requested: str, files: list[str], cache_dir: str | None, command: str,
                  revision: str | None = None) -> dict[str, Any]:
-    """Resolve, download and verify ``files`` (paths under the source's folder); a pin entry."""
+    """Resolve, download and verify ``files`` (paths under the source's folder); a pin entry.
+
+    ``requested`` is the source as the configuration writes it (the pin applies while it is unchanged)."""
     rev = revision or src.revision or "main"
     commit, listing = hub_listing(src.location, rev, command)
     hashes = {}
@@ -125,7 +127,7 @@ def fetch_source(src: Source, files: list[str], cache_dir: str | None, command: 
         path = f"{src.subpath}/{fname}".strip("/") if fname else src.subpath
         hashes[Path(path).name] = _fetch_file(src.location, commit, path, listing, cache_dir, command)
     source = f"hf://{src.location}@{commit}/{src.subpath}".rstrip("/")
-    return {"requested": src.describe(), "source": source, "commit": commit, "sha256": hashes}
+    return {"requested": requested, "source": source, "commit": commit, "sha256": hashes}
 
 
 def _check_configured(entry: dict[str, Any], pinned: dict[str, str], where: str) -> None:
@@ -155,14 +157,14 @@ def fetch_pins(config: PipelineConfig, revision: str | None = None) -> dict[str,
     if infer.base_weights.lower() != "none":
         src = parse_source(infer.base_weights, config.run.output_root)
         if src.kind == "hf":
-            pins["base"] = fetch_source(src, [""], infer.hf_cache_dir, command)
+            pins["base"] = fetch_source(src, infer.base_weights, [""], infer.hf_cache_dir, command)
             _check_configured(pins["base"], {Path(src.subpath).name: infer.base_sha256}, "base checkpoint")
     adapters = {}
     for name, ad in infer.adapters.items():
         src = parse_source(ad.source, config.run.output_root)
         if src.kind != "hf":
             continue
-        entry = fetch_source(src, list(ADAPTER_FILES), infer.hf_cache_dir, command, revision)
+        entry = fetch_source(src, ad.source, list(ADAPTER_FILES), infer.hf_cache_dir, command, revision)
         if revision is None or entry["commit"] == src.revision:
             _check_configured(entry, ad.sha256, f"adapter {name}")
         adapters[name] = entry
