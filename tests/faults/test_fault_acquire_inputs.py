@@ -6,6 +6,7 @@
 - A Sentinel-2 scene in EPSG:32718 (UTM 18 South) while the lattice is EPSG:32618: reprojected onto the
   lattice, the stack holds the same ground values as a 32618 scene would. The same pixels labelled
   EPSG:32618 (wrong metadata) end in an error naming the scene, its files, the declared CRS and the fix.
+- A scene band file cut short (header intact): an error naming the scene, the asset and the file.
 - A catalog without a DEM: the month is a typed skip (no_dem, naming the collection); the stack published
   earlier for that month (other acquire settings) stays published and byte-identical.
 """
@@ -207,3 +208,18 @@ def test_missing_dem_is_a_typed_skip_and_keeps_the_published_stack(scenes, full_
     assert all("skipped.json" in k for k in set(after) - set(before))     # only the skip record was added
     assert acquire_status(cfg, "2024-07").state == "current"
     assert open_stack(cfg).s2.shape[0] == 4
+
+
+def test_truncated_scene_asset_is_named_and_nothing_is_published(tmp_path):
+    items = write_scenes(tmp_path / "scenes", [chip_tile()], S2, S1)
+    catalog = write_static_catalog(items, tmp_path / "scenes", "truncated", "one truncated band file")
+    bad_id = f"S2B_MSIL2A_{S2[1].date:%Y%m%d}T154809_N0510_R054_T18TWL_t0"
+    bad = tmp_path / "scenes" / "s2" / bad_id / "B04.tif"
+    data = bad.read_bytes()
+    bad.write_bytes(data[: int(len(data) * 0.6)])          # a download cut short: header intact
+    cfg = load_config(config_for(tmp_path, catalog, tmp_path / "outputs", "truncated"))
+    with pytest.raises(AssetReadError) as err:
+        run_acquire(cfg, "2024-07")
+    msg = str(err.value)
+    assert bad_id in msg and "'B04'" in msg and str(bad) in msg and "re-fetch" in msg
+    assert not (tmp_path / "outputs" / "2024-07" / "stack.zarr.current").exists()
