@@ -7,6 +7,8 @@
   lattice, the stack holds the same ground values as a 32618 scene would. The same pixels labelled
   EPSG:32618 (wrong metadata) end in an error naming the scene, its files, the declared CRS and the fix.
 - A scene band file cut short (header intact): an error naming the scene, the asset and the file.
+- A stack chunk deleted by hand: infer refuses (naming the block and `nyceo acquire`), acquire rewrites
+  exactly that block, byte-identical.
 - A catalog without a DEM: the month is a typed skip (no_dem, naming the collection); the stack published
   earlier for that month (other acquire settings) stays published and byte-identical.
 """
@@ -223,3 +225,24 @@ def test_truncated_scene_asset_is_named_and_nothing_is_published(tmp_path):
     msg = str(err.value)
     assert bad_id in msg and "'B04'" in msg and str(bad) in msg and "re-fetch" in msg
     assert not (tmp_path / "outputs" / "2024-07" / "stack.zarr.current").exists()
+
+
+def test_stack_chunk_deleted_by_hand_is_refused_by_infer_and_reacquired(full_run):
+    """Before: infer read the missing chunk as nodata and predicted nothing there, silently."""
+    from nyceo.infer import run_infer
+    from nyceo.infer.store import StackStoreError
+    from nyceo.infer.testing import BandStandIn
+
+    cfg, _ = full_run
+    store = Path(f"{cfg.run.output_root}/2024-07/stack.zarr").resolve()
+    chunk = store / "s2" / "c" / "0" / "0" / "0" / "0"
+    original = chunk.read_bytes()
+    chunk.unlink()
+    with pytest.raises(StackStoreError) as err:
+        run_infer(cfg, "2024-07", ["lulc"], runner=BandStandIn(adapter_names=("lulc",)))
+    msg = str(err.value)
+    assert "is damaged" in msg and "s2/c/0/0/0/0" in msg and "nyceo acquire --month 2024-07" in msg
+    assert not list((Path(cfg.run.output_root) / "2024-07").glob("pred/*"))  # nothing predicted
+    result = run_acquire(cfg, "2024-07")                   # the fix the message names
+    assert result["status"] == "done" and not result.get("already_published") and result["blocks_done"] == 1
+    assert chunk.read_bytes() == original and acquire_status(cfg, "2024-07").state == "current"
