@@ -5,10 +5,38 @@ SHELL := /bin/bash
 # pip's config on these machines names extra index folders that may not exist: hide that noise.
 QUIET  := { grep -v "^WARNING: Location" || true; }
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
-PIP    := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+
+# One variable selects the torch build (README, "Production"); everything else is requirements.lock.
+#   TORCH=cpu  (default) torch==2.13.0+cpu                                   constraints-cpu.txt
+#   TORCH=cuda the package registry's Linux wheel of torch 2.13.0 (CUDA 13)  constraints-cuda.txt
+#   TORCH=rocm torch 2.13.0 from TORCH_INDEX=<wheel index URL ending in the ROCm release, .../rocm7.1>,
+#              asked for as torch==2.13.0+<that last part>                    constraints-rocm.txt
+# TORCH_INDEX also works with cuda (e.g. an index ending in cu128). Each build has its own stamp; a
+# venv holds one build (another one needs `make clean` or VENV=.venv-<build>).
+TORCH         ?= cpu
+TORCH_VERSION := 2.13.0
+TORCH_INDEX   ?=
+ifeq ($(TORCH),cpu)
+  TORCH_REQ   := torch==$(TORCH_VERSION)+cpu
+  TORCH_CHECK := not (torch.version.cuda or torch.version.hip)
+else ifeq ($(TORCH),cuda)
+  TORCH_REQ   := torch==$(TORCH_VERSION)$(if $(TORCH_INDEX),+$(notdir $(TORCH_INDEX)))
+  TORCH_CHECK := bool(torch.version.cuda)
+else ifeq ($(TORCH),rocm)
+  ifeq ($(TORCH_INDEX),)
+    $(error TORCH=rocm needs TORCH_INDEX=<URL of a ROCm wheel index, ending in the ROCm release, e.g. .../rocm7.1>)
+  endif
+  TORCH_REQ   := torch==$(TORCH_VERSION)+$(notdir $(TORCH_INDEX))
+  TORCH_CHECK := bool(torch.version.hip)
+else
+  $(error TORCH must be cpu, cuda or rocm (got '$(TORCH)'))
+endif
+TORCH_CONSTRAINTS := constraints-$(TORCH).txt
+TORCH_INDEX_ARGS  := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+STAMP  := $(VENV)/.installed-$(TORCH)
+PIP    := $(BIN)/pip install --disable-pip-version-check -q -c $(TORCH_CONSTRAINTS)
 MONTH  ?= 2024-07
 PREVIOUS_MONTH ?= 2024-06
 CONFIG ?= configs/demo.yaml
@@ -20,13 +48,17 @@ export PYTHONUNBUFFERED := 1
 .PHONY: install demo test clean stac-server-env browser
 install: $(STAMP)
 
-$(STAMP): requirements.lock constraints.txt pyproject.toml
-	@echo "installing pinned environment into $(VENV) (first time only, ~2 min)"
+$(STAMP): requirements.lock $(TORCH_CONSTRAINTS) pyproject.toml
+	@for s in $(VENV)/.installed-*; do [ ! -e "$$s" ] || [ "$$s" = "$(STAMP)" ] || { echo "$(VENV) holds the $${s##*-}" \
+	  "torch build: run 'make clean' first, or install the $(TORCH) build beside it with VENV=.venv-$(TORCH)"; exit 2; }; done
+	@echo "installing pinned environment ($(TORCH) torch) into $(VENV) (first time only, ~2 min)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(PIP) torch==2.13.0 2>&1 | $(QUIET)
-	@$(PIP) -r requirements.lock 2>&1 | $(QUIET)
+	@$(PIP) $(TORCH_INDEX_ARGS) "$(TORCH_REQ)" 2>&1 | $(QUIET)
+	@$(PIP) $(TORCH_INDEX_ARGS) -r requirements.lock 2>&1 | $(QUIET)
 	@$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e . 2>&1 | $(QUIET)
+	@$(BIN)/python -c "import sys, torch; sys.exit(0 if $(TORCH_CHECK) else 'TORCH=$(TORCH) installed torch ' + torch.__version__ + ' (cuda ' + str(torch.version.cuda) + ', hip ' + str(torch.version.hip) + '): not the $(TORCH) build; check the wheel sources in your pip configuration (find-links, extra indexes)')"
 	@$(BIN)/python -c "import nyceo, nyceo.model, torch, terratorch, prefect, zarr, rasterio; print('environment ok: torch', torch.__version__)"
+	@$(BIN)/pip freeze --disable-pip-version-check | grep -i -E '^(torch|triton|pytorch-triton|nvidia-|cuda-)' > $(VENV)/torch-build.txt
 	@touch $(STAMP)
 
 # A real STAC API for the catalog tests (stac-fastapi-geoparquet 0.0.7 and its pins), kept in its

@@ -63,13 +63,15 @@ class StacApiCatalog:
         self.signing = signing
         self.page_size = page_size
         self.name = f"stac_api:{self.url}"
+        self.timeout_s = timeout_s
         self._io = StacApiIO(max_retries=_retry(max_retries, backoff_s), timeout=timeout_s)
         self._client: Client | None = None
 
     def _open(self) -> Client:
         if self._client is None:
             try:
-                self._client = Client.open(self.url, stac_io=self._io)
+                # Client.open resets the StacApiIO's timeout to its own argument (None = wait forever)
+                self._client = Client.open(self.url, stac_io=self._io, timeout=self.timeout_s)
             except (requests.RequestException, APIError, pystac.STACError) as exc:
                 raise CatalogError(
                     f"cannot open the STAC API at {self.url}: {exc}. Check catalog.url and the "

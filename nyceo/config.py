@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 S2_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
@@ -152,7 +152,8 @@ class AdapterConfig(_Strict):
     sha256: dict[str, str] = Field(
         default_factory=dict,
         description="Expected sha256 per adapter file name. A file without a pinned hash is refused "
-        "while infer.require_sha256 is true (`nyceo weights fetch` prints the hashes to pin).",
+        "while infer.require_sha256 is true (`nyceo weights fetch` verifies them against the hub and writes "
+        "them to the config's pin file, <stem>.pins.yaml, applied on load).",
     )
     backbone: str = Field(description="terratorch backbone, e.g. terramind_v1_base or terramind_v1_base_tim.")
     tim_modalities: list[str] = Field(default_factory=list, description="TiM modalities, e.g. [LULC].")
@@ -593,6 +594,7 @@ class TrainConfig(_Strict):
 class PipelineConfig(_Strict):
     """The whole configuration."""
 
+    _source_path: str | None = PrivateAttr(None)  # the file it was loaded from (error messages name it)
     run: RunConfig = Field(default_factory=RunConfig)
     grid: GridConfig = Field(default_factory=GridConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
@@ -612,19 +614,42 @@ class PipelineConfig(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys valid beside ``loc[-1]`` (walking PipelineConfig's sections and mappings of models)."""
+    import typing
+
+    model: Any = PipelineConfig
+    for part in loc[:-1]:
+        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            model = model.model_fields[part].annotation
+        elif typing.get_origin(model) is dict:
+            model = typing.get_args(model)[1]
+        else:
+            return []
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
 def _format_errors(err: ValidationError, path: Path) -> str:
+    import difflib
+
     lines = [f"configuration file {path} is invalid:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
         if e["type"] == "extra_forbidden":
-            lines.append(f"  - unknown key '{key}': check its spelling against configs/default.yaml")
+            close = difflib.get_close_matches(str(e["loc"][-1]), _known_keys(tuple(e["loc"])), n=1)
+            hint = f"did you mean '{'.'.join([*map(str, e['loc'][:-1]), close[0]])}'? " if close else ""
+            lines.append(f"  - unknown key '{key}': {hint}check its spelling against configs/default.yaml")
         else:
             lines.append(f"  - {key}: {e['msg']}")
     return "\n".join(lines)
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Load and validate ``path``; ``overrides`` ({"a.b": value}) are applied on top."""
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None, pins: bool = True) -> PipelineConfig:
+    """Load and validate ``path``; ``overrides`` ({"a.b": value}) are applied on top.
+
+    With ``pins`` the pin file beside it (``<stem>.pins.yaml``, written by ``nyceo weights fetch``)
+    is applied first (``nyceo.pins``).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file {path} does not exist; pass -c configs/demo.yaml or another file")
@@ -634,6 +659,16 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
+    if pins:
+        from nyceo.pins import PinsError, apply_pins
+
+        try:
+            apply_pins(raw, path, InferConfig.model_fields["base_weights"].default)
+        except PinsError as exc:
+            raise ConfigError(str(exc)) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"pin file beside {path} is malformed ({type(exc).__name__}: {exc}); run "
+                              f"`nyceo weights fetch -c {path}` to write it again") from None
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
@@ -644,6 +679,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, path)) from None
+    config._source_path = str(path)
     from nyceo.fs import configure
 
     configure(config)

@@ -117,7 +117,15 @@ def build_grid(grid: GridConfig, boroughs: gpd.GeoDataFrame) -> gpd.GeoDataFrame
     chips = cand.loc[names.index].copy()
     chips["boroughs"] = names
     chips["land_fraction"] = shapely.area(shapely.intersection(chips.geometry.values, land)) / lat.chip_m**2
-    chips = chips[chips["land_fraction"] >= grid.min_land_fraction]
+    kept = chips[chips["land_fraction"] >= grid.min_land_fraction]
+    if kept.empty:
+        best = f"; the largest land fraction of a chip there is {chips['land_fraction'].max():.3f}" if len(chips) else ""
+        raise ValueError(
+            f"the area is empty: no chip of the lattice over grid.boroughs {list(grid.boroughs)} has a land "
+            f"fraction >= grid.min_land_fraction {grid.min_land_fraction}{best}. Lower grid.min_land_fraction "
+            "(0.0 keeps every chip that touches a borough) or add boroughs."
+        )
+    chips = kept.copy()
     chips["chip_id"] = [chip_id(r, c) for r, c in zip(chips["row"], chips["col"])]
     chips = chips.sort_values(["row", "col"]).reset_index(drop=True)
     return chips[["chip_id", "row", "col", "boroughs", "land_fraction", "geometry"]]

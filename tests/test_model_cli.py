@@ -26,4 +26,5 @@ def test_weights_fetch_with_only_local_sources_fetches_nothing(tmp_path):
     cfg = write_config(tmp_path)  # demo: base 'none', local adapter folders
     res = CliRunner().invoke(app, ["weights", "fetch", "-c", str(cfg)])
     assert res.exit_code == 0, res.output
-    assert res.output.strip().endswith("{}")
+    assert "names no hf:// source" in res.output and "nothing to fetch, no pin file written" in res.output
+    assert not (tmp_path / "config.pins.yaml").exists()

@@ -80,6 +80,19 @@ def _asset_error(exc: BaseException, items: Sequence[pystac.Item], assets: Seque
     )
 
 
+def _outside_error(items: Sequence[pystac.Item], assets: Sequence[str], spec: GridSpec) -> AssetReadError:
+    """The catalog says these scenes cover the block, but their pixels, placed in their declared CRS, do not."""
+    declared = sorted({str(i.properties.get("proj:epsg", i.properties.get("proj:code", "?"))) for i in items})
+    hrefs = [i.assets[a].href for i in items for a in assets if a in i.assets][:2]
+    return AssetReadError(
+        f"scene(s) {', '.join(i.id for i in items)}: the pixels of assets {list(assets)} ({', '.join(hrefs)}), "
+        f"placed with their proj:transform in their declared CRS EPSG:{'/'.join(declared)}, do not overlap "
+        f"block bounds {tuple(round(b) for b in spec.bounds)} in EPSG:{spec.epsg}, although the item's footprint "
+        "does: the scene's CRS metadata is probably wrong (e.g. UTM south EPSG:327xx coordinates labelled "
+        "326xx). Fix proj:epsg of the item (or its files' CRS), or remove the scene from the catalog."
+    )
+
+
 def _named_error(exc: BaseException, item: pystac.Item, key: str) -> AssetReadError:
     return AssetReadError(
         f"scene '{item.id}' asset '{key}' could not be read from {item.assets[key].href}: {exc}. "
@@ -169,6 +182,8 @@ def read_date(
             chunksize=max(spec.shape), sortby_date=False, properties=False, band_coords=False,
             xy_coords="center",
         )
+        if arr.shape[0] == 0:
+            raise _outside_error(items, assets, spec)
         if arr.shape[-2:] != spec.shape:
             raise AssertionError(f"stackstac produced {arr.shape[-2:]} pixels, expected {spec.shape}")
         data = arr.data

@@ -130,7 +130,12 @@ def plan_acquire(config: PipelineConfig, month: str, catalog: SceneCatalog | Non
     """
     b = locate(config, month)
     if versioned.read_pointer(b.final) and versioned.read_pointer(b.final).get("fingerprint") == b.key:
-        return {"status": "current", "store": b.final, "build": b.path}
+        from nyceo.acquire.contract import damaged_blocks, invalidate_blocks
+
+        damaged = damaged_blocks(config, month)  # chunk files deleted or resized by hand
+        if not damaged:
+            return {"status": "current", "store": b.final, "build": b.path}
+        invalidate_blocks(config, month, sorted(damaged))  # unpublished; those blocks are acquired again
     chips = acquire_chips(config)
     blocks = {blk.block_id: list(blk.chip_ids) for blk in blocks_for_chips(chips, config.grid.block_size_chips)}
     exists = st.check_compatible(b.path, b.fp)

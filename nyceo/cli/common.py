@@ -22,6 +22,24 @@ def load_or_exit(path: Path) -> PipelineConfig:
         raise typer.Exit(2) from None
 
 
+def disk_full(exc: BaseException) -> bool:
+    """An OSError that says the filesystem is full (ENOSPC) or over quota (EDQUOT)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def exit_if_disk_full(exc: BaseException, what: str, output_root: str) -> None:
+    """Turn a full disk into one line naming the file and the fix (exit 1); re-raise anything else."""
+    if not disk_full(exc):
+        raise exc
+    where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+    typer.echo(f"{what} failed: no space left on the device{where} (run.output_root {output_root}). Free space "
+               "there or set run.output_root to a larger filesystem, then run the same command again: finished "
+               "work is kept and published outputs are untouched.", err=True)
+    raise typer.Exit(1) from None
+
+
 def split_names(csv: str | None) -> list[str] | None:
     """'a, b' -> ['a', 'b']; None or empty -> None (meaning: all)."""
     names = [n.strip() for n in (csv or "").split(",") if n.strip()]

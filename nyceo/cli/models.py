@@ -64,17 +64,33 @@ def adapters_verify(config: Path = ConfigOpt) -> None:
 
 
 @weights_app.command("fetch")
-def weights_fetch(config: Path = ConfigOpt) -> None:
-    """Download the base checkpoint and hub adapters at their pinned revisions; print their sha256."""
-    from nyceo.model import WeightsError, fetch_all
+def weights_fetch(
+    config: Path = ConfigOpt,
+    revision: str = typer.Option(None, "--revision", help="Fetch the adapters at this branch, tag or commit "
+                                 "instead of the configured revision (the base keeps its own)."),
+    pins_file: Path = typer.Option(None, "--pins-file", help="Where to write the pins (default: "
+                                   "<config stem>.pins.yaml beside the config, which load_config applies)."),
+) -> None:
+    """Resolve every hub source to a commit, download and verify each file against the hub's LFS sha256,
+    and write the pins (commit + sha256 per file) to the config's pin file."""
+    from nyceo.config import ConfigError, load_config
+    from nyceo.model.hub import fetch_pins, write_pin_file
+    from nyceo.model.weights import WeightsError
 
-    cfg = load_or_exit(config)
     try:
-        hashes = fetch_all(cfg)
+        cfg = load_config(config, pins=False)  # the configured sources, not the previous pins
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    try:
+        pins = fetch_pins(cfg, revision)
     except WeightsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
-    typer.echo("# sha256 of the fetched files (pin them in infer.base_sha256 / infer.adapters.<name>.sha256):")
-    typer.echo(yaml.safe_dump(hashes, sort_keys=False), nl=False)
-
-
+    if not pins:
+        typer.echo(f"{config} names no hf:// source (base or adapter): nothing to fetch, no pin file written")
+        return
+    target = write_pin_file(config, pins, pins_file)
+    typer.echo(yaml.safe_dump(pins, sort_keys=False), nl=False)
+    typer.echo(f"# verified against the hub and pinned in {target}"
+               + ("" if pins_file else f" (applied whenever {config} is loaded)"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nyceo.cli.common import ConfigOpt, app, load_or_exit, nullcontext, split_names
+from nyceo.cli.common import ConfigOpt, app, exit_if_disk_full, load_or_exit, nullcontext, split_names
 
 
 def check_args_or_exit(cfg, *months: str) -> None:
@@ -30,7 +30,11 @@ def grid_cmd(config: Path = ConfigOpt) -> None:
 
     from nyceo.grid import counts_per_borough
     from nyceo.grid_stage import read_grid, write_grid
-    dest = write_grid(cfg)
+    try:
+        dest = write_grid(cfg)
+    except ValueError as exc:
+        typer.echo(f"grid failed: {exc}", err=True)
+        raise typer.Exit(1) from None
     chips = read_grid(dest)
     typer.echo(f"{len(chips)} chips of {cfg.grid.chip_size_px} px at {cfg.grid.resolution_m:g} m -> {dest}")
     for name, n in counts_per_borough(chips).items():
@@ -85,6 +89,8 @@ def acquire_cmd(
     except (AcquireError, ValueError, LockedError) as exc:
         typer.echo(f"acquire {month} failed: {exc}", err=True)
         raise typer.Exit(1) from None
+    except OSError as exc:
+        exit_if_disk_full(exc, f"acquire {month}", cfg.run.output_root)
     if result["status"] == "skipped":
         typer.echo(f"{month} skipped: {result['reason']}: {result['detail']}")
     elif result.get("already_published"):
@@ -92,6 +98,16 @@ def acquire_cmd(
     else:
         typer.echo(f"{month} done: {result['blocks_done']} block(s) written, {result['blocks_skipped']} skipped, "
                    f"{result['blocks_resumed']} already finished -> {result['store']}")
+
+
+def _weights_errors() -> tuple[type[Exception], ...]:
+    """WeightsError (adapter/base files: hash, tensors, classes, missing) once the model code is loaded.
+
+    Evaluated when an exception is matched, so the CLI imports no torch just to name the class."""
+    import sys
+
+    mod = sys.modules.get("nyceo.model.weights")
+    return (mod.WeightsError,) if mod else ()
 
 
 @app.command("infer")
@@ -115,9 +131,11 @@ def infer_cmd(
     try:
         with stage_lock(cfg, month, "infer"):
             out = run_infer(cfg, month, names)
-    except (StackStoreError, ValueError, KeyError, LockedError) as exc:
+    except (StackStoreError, ValueError, KeyError, LockedError, *_weights_errors()) as exc:
         typer.echo(f"infer {month} failed: {exc}", err=True)
         raise typer.Exit(1) from None
+    except OSError as exc:
+        exit_if_disk_full(exc, f"infer {month}", cfg.run.output_root)
     for name, path in out.items():
         typer.echo(f"  {name:<14} -> {path}")
 
@@ -145,6 +163,8 @@ def mosaic_cmd(
     except (PredStoreError, ValueError, KeyError, LockedError) as exc:
         typer.echo(f"mosaic {month} failed: {exc}", err=True)
         raise typer.Exit(1) from None
+    except OSError as exc:
+        exit_if_disk_full(exc, f"mosaic {month}", cfg.mosaic.output_root or cfg.run.output_root)
     for r in results:
         typer.echo(f"  {r.adapter:<14} {r.area:<14} {'up to date' if r.skipped else 'written'}  {r.files['class']}")
     typer.echo(f"catalog -> {catalog}")

@@ -69,13 +69,19 @@ def resolve_adapters(config: PipelineConfig, runner: Predictor | None, adapters:
 
 def open_stack(config: PipelineConfig, month: str) -> tuple[StackStore, str]:
     """The published stack of ``month`` for this configuration and its content key, or a clear error."""
-    from nyceo.acquire.contract import published_stack
+    from nyceo.acquire.contract import damaged_blocks, published_stack
 
     found = published_stack(config, month)
     if found is None:
         raise StackStoreError(
             f"no complete stack of {month} for this configuration under {paths.month_dir(config, month)}; "
             f"run `nyceo acquire --month {month} -c CONFIG` first")
+    damaged = damaged_blocks(config, month)
+    if damaged:  # a missing chunk would read as nodata: refuse rather than predict nodata
+        raise StackStoreError(
+            f"stack {found[0]} is damaged: chunk files missing or changed in block(s) "
+            f"{ {bid: files[:3] for bid, files in sorted(damaged.items())} }; run `nyceo acquire --month {month} "
+            "-c CONFIG`, which acquires those blocks again")
     return StackStore(found[0], Lattice.from_config(config.grid)), found[1]
 
 

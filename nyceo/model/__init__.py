@@ -45,9 +45,10 @@ ensure_torchvision_importable()
 from nyceo.model.adapters import AdapterError  # noqa: E402
 from nyceo.model.demo import ensure_demo_adapters, make_demo_adapter  # noqa: E402
 from nyceo.model.runner import AdapterRunner, select_device  # noqa: E402
-from nyceo.model.weights import WeightsError, fetch_all  # noqa: E402
+from nyceo.model.hub import fetch_pins  # noqa: E402
+from nyceo.model.weights import WeightsError  # noqa: E402
 
 __all__ = [
-    "AdapterError", "AdapterRunner", "WeightsError", "ensure_demo_adapters", "fetch_all",
+    "AdapterError", "AdapterRunner", "WeightsError", "ensure_demo_adapters", "fetch_pins",
     "make_demo_adapter", "select_device",
 ]

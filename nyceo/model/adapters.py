@@ -60,7 +60,7 @@ def adapter_paths(name: str, ad: AdapterConfig, config: PipelineConfig) -> tuple
     """Local paths of the three files of adapter ``name`` (hub cache or local folder)."""
     src = parse_source(ad.source, config.run.output_root)
     if src.kind == "hf":
-        return src, {f: hub_file(src, f, config.infer, f"adapter {name}") for f in ADAPTER_FILES}
+        return src, {f: hub_file(src, f, config.infer, f"adapter {name}", config._source_path) for f in ADAPTER_FILES}
     folder = Path(src.location)
     paths = {f: folder / f for f in ADAPTER_FILES}
     missing = [f for f, p in paths.items() if not p.is_file()]
@@ -106,7 +106,7 @@ def load_adapter_files(name: str, config: PipelineConfig) -> AdapterFiles:
     src, paths = adapter_paths(name, ad, config)
     digests = {
         f: check_sha256(p, ad.sha256.get(f, ""), config.infer.require_sha256, f"adapter {name}",
-                        f"infer.adapters.{name}.sha256['{f}']")
+                        f"infer.adapters.{name}.sha256['{f}']", config._source_path)
         for f, p in paths.items()
     }
     lora_cfg = _read_lora_config(name, paths["adapter_config.json"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nyceo.config import InferConfig, PipelineConfig
 from nyceo.io import sha256_file
+from nyceo.pins import fetch_command
 
 ADAPTER_FILES: tuple[str, ...] = (
     "adapter_config.json",
@@ -69,8 +70,12 @@ def is_offline(infer: InferConfig) -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def hub_file(src: Source, filename: str, infer: InferConfig, what: str) -> Path:
-    """One file of a hub source from the cache (downloading when online)."""
+def hub_file(src: Source, filename: str, infer: InferConfig, what: str, config_path: str | None = None) -> Path:
+    """One file of a hub source from the cache (downloading when online).
+
+    ``config_path`` (the loaded file, ``PipelineConfig._source_path``) makes the error name the
+    exact ``nyceo weights fetch -c ...`` command.
+    """
     from huggingface_hub import hf_hub_download
 
     repo_path = f"{src.subpath}/{filename}".strip("/") if filename else src.subpath
@@ -85,27 +90,31 @@ def hub_file(src: Source, filename: str, infer: InferConfig, what: str) -> Path:
         raise WeightsError(
             f"{what}: file '{repo_path}' of {src.location}@{src.revision} is not in {where}"
             f"{' and this run is offline' if offline else ''}. Provide it with "
-            "`nyceo weights fetch -c <config>` on a connected machine (then copy the cache), or point "
+            f"`{fetch_command(config_path)}` on a connected machine (then copy the cache), or point "
             f"the source at a local folder/file in the config. ({type(exc).__name__})"
         ) from None
 
 
-def check_sha256(path: Path, expected: str, require: bool, what: str, config_key: str) -> str:
-    """sha256 of ``path``; raise if it differs from ``expected`` or (when required) none is pinned."""
+def check_sha256(path: Path, expected: str, require: bool, what: str, config_key: str,
+                 config_path: str | None = None) -> str:
+    """sha256 of ``path``; raise if it differs from ``expected`` or (when required) none is pinned.
+
+    ``config_path`` makes the error name the exact ``nyceo weights fetch -c ...`` command."""
     actual = sha256_file(path)
     if not expected:
         if require:
             raise WeightsError(
                 f"{what}: file {path} has no pinned sha256 in {config_key}. Its hash is {actual}; "
-                "check it against the publisher's listing and pin it there (or set "
-                "infer.require_sha256: false to accept unpinned files)."
+                f"for hub files `{fetch_command(config_path)}` verifies and pins it; otherwise check it against "
+                "the publisher's listing and pin it there (or set infer.require_sha256: false to accept "
+                "unpinned files)."
             )
         return actual
     if actual != expected.lower():
         raise WeightsError(
             f"{what}: file {path} has sha256 {actual} but {config_key} pins {expected}. The file is "
             "corrupt, a different revision, or was replaced: delete it and fetch it again "
-            "(`nyceo weights fetch -c <config>`), or fix the pinned hash."
+            f"(`{fetch_command(config_path)}`), or fix the pinned hash."
         )
     return actual
 
@@ -117,56 +126,14 @@ def resolve_base(config: PipelineConfig) -> tuple[Path | None, str]:
         return None, ""
     src = parse_source(infer.base_weights, config.run.output_root)
     if src.kind == "hf":
-        path = hub_file(src, "", infer, "base checkpoint (infer.base_weights)")
+        path = hub_file(src, "", infer, "base checkpoint (infer.base_weights)", config._source_path)
     else:
         path = Path(src.location)
         if not path.is_file():
             raise WeightsError(
                 f"base checkpoint (infer.base_weights): file {path} does not exist. Fetch it with "
-                "`nyceo weights fetch -c <config>` or set infer.base_weights to the local .pt file."
+                f"`{fetch_command(config._source_path)}` or set infer.base_weights to the local .pt file."
             )
-    digest = check_sha256(path, infer.base_sha256, infer.require_sha256, "base checkpoint", "infer.base_sha256")
+    digest = check_sha256(path, infer.base_sha256, infer.require_sha256, "base checkpoint", "infer.base_sha256",
+                          config._source_path)
     return path, digest
-
-
-def _download(repo: str, path: str, revision: str | None, cache_dir: str | None) -> Path:
-    """hf_hub_download at a pinned revision, with an error that names the file."""
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(repo, path, revision=revision, cache_dir=cache_dir))
-    except Exception as exc:  # network down, repo/revision/file unknown, disk full ...
-        raise WeightsError(
-            f"could not fetch '{path}' of {repo}@{revision} from the Hugging Face hub: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. `nyceo weights fetch` "
-            "needs network access to huggingface.co; on an offline machine copy a filled HF cache "
-            "(infer.hf_cache_dir) or point the sources at local files."
-        ) from None
-
-
-def fetch_all(config: PipelineConfig) -> dict[str, dict[str, str]]:
-    """Download the base checkpoint and every hub adapter at its pinned revision; return hashes.
-
-    Returns ``{name: {file: sha256}}`` (``"base"`` for the checkpoint). Hashes are reported, and
-    checked where the configuration pins them.
-    """
-    infer = config.infer
-    out: dict[str, dict[str, str]] = {}
-    if infer.base_weights.lower() != "none":
-        src = parse_source(infer.base_weights, config.run.output_root)
-        if src.kind == "hf":
-            _download(src.location, src.subpath, src.revision, infer.hf_cache_dir)
-        path, _ = resolve_base(config.model_copy(
-            update={"infer": infer.model_copy(update={"require_sha256": False})}))
-        out["base"] = {Path(src.subpath or src.location).name: sha256_file(path)}
-    for name, ad in infer.adapters.items():
-        src = parse_source(ad.source, config.run.output_root)
-        if src.kind != "hf":
-            continue
-        hashes = {}
-        for fname in ADAPTER_FILES:
-            p = _download(src.location, f"{src.subpath}/{fname}".strip("/"), src.revision, infer.hf_cache_dir)
-            hashes[fname] = check_sha256(p, ad.sha256.get(fname, ""), False, f"adapter {name}",
-                                         f"infer.adapters.{name}.sha256")
-        out[name] = hashes
-    return out

@@ -93,8 +93,23 @@ def category_sidecar_xml(classes: list[str]) -> str:
             "  </PAMRasterBand>\n</PAMDataset>\n")
 
 
-def read_input_key(path: str, storage_options: dict[str, Any] | None = None) -> str | None:
-    """The input key stored in a published COG, or None when it is absent or unreadable."""
+def _decodes(ds: Any) -> bool:
+    """Every band decodes at full resolution and at every overview level (a truncated or overwritten
+    file keeps its header, and so its key tag, but fails here)."""
+    try:
+        ds.read()
+        for level in ds.overviews(1):
+            ds.read(out_shape=(ds.count, max(1, ds.height // level), max(1, ds.width // level)))
+    except rasterio.errors.RasterioIOError:
+        return False
+    return True
+
+
+def read_input_key(path: str, storage_options: dict[str, Any] | None = None, verify: bool = False) -> str | None:
+    """The input key stored in a published COG, or None when it is absent or unreadable.
+
+    ``verify`` (local files) also decodes every tile: a damaged file reads as None, so it is rebuilt.
+    Remote files are checked by their header only (a full read would download them)."""
     try:
         if "://" in path and not path.startswith("file://"):
             import fsspec
@@ -108,7 +123,8 @@ def read_input_key(path: str, storage_options: dict[str, Any] | None = None) -> 
         if not Path(path).is_file():
             return None
         with rasterio.open(path) as ds:
-            return ds.tags().get(INPUT_KEY_TAG)
+            key = ds.tags().get(INPUT_KEY_TAG)
+            return key if not verify or (key and _decodes(ds)) else None
     except rasterio.errors.RasterioIOError:
         return None
 

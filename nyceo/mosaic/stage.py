@@ -85,12 +85,12 @@ def _exists(path: str, storage_options: dict[str, Any]) -> bool:
 
 
 def is_up_to_date(config: PipelineConfig, rels: dict[str, str], key: str) -> bool:
-    """True when every file exists and every COG carries ``key``."""
+    """True when every file exists and every COG carries ``key`` and (local) decodes completely."""
     so = layout.storage_options(config)
     for role, rel in rels.items():
         path = layout.out_path(config, rel)
         if rel.endswith(".tif"):
-            if read_input_key(path, so) != key:
+            if read_input_key(path, so, verify=True) != key:
                 return False
         elif not _exists(path, so):
             return False
