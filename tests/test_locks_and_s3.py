@@ -79,7 +79,12 @@ def s3(tmp_path_factory):
         endpoint = f"http://127.0.0.1:{port}"
         import s3fs
 
-        s3fs.S3FileSystem(endpoint_url=endpoint).mkdir("nyceo-test")
+        import requests
+
+        # moto's backends are process-wide: a server started earlier in this process (another
+        # module's fixture) left its buckets behind. Start from an empty S3.
+        requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
+        s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True).mkdir("nyceo-test")
         try:
             yield endpoint
         finally:
