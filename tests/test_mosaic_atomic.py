@@ -18,18 +18,14 @@ from nyceo.mosaic import layout
 from nyceo.mosaic.cog import INPUT_KEY_TAG
 from nyceo.mosaic.stage import mosaic_area
 from tests.conftest import REPO
-from tests.test_mosaic_helpers import make_config, write_pred_store
+from tests.test_mosaic_helpers import make_config, mosaic_manhattan, write_pred_store
 
 MONTH = "2024-07"
 
 
 @pytest.fixture()
 def manhattan(tmp_path):
-    cfg = make_config(tmp_path, ["Manhattan"])
-    write_pred_store(cfg, MONTH, "buildings_nyc", seed=3)
-    first = mosaic_area(cfg, MONTH, "buildings_nyc", "manhattan")
-    files = {k: Path(layout.out_path(cfg, rel)) for k, rel in first.files.items()}
-    return cfg, first, files
+    return mosaic_manhattan(tmp_path, MONTH)
 
 
 def _snapshot(files: dict[str, Path]) -> dict[str, tuple[str, int]]:

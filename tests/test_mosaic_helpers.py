@@ -104,3 +104,14 @@ def publish_stack_pointer(config: PipelineConfig, month: str, adapter: str, vari
 
 def read_store(path: str) -> xr.Dataset:
     return xr.open_zarr(path, mask_and_scale=False, consolidated=False).load()
+
+
+def mosaic_manhattan(tmp_path: Path, month: str, adapter: str = "buildings_nyc", seed: int = 3):
+    """A seeded prediction of ``adapter`` mosaicked over Manhattan: (config, result, {role: COG path})."""
+    from nyceo.mosaic import layout
+    from nyceo.mosaic.stage import mosaic_area
+
+    cfg = make_config(tmp_path, ["Manhattan"])
+    write_pred_store(cfg, month, adapter, seed=seed)
+    first = mosaic_area(cfg, month, adapter, "manhattan")
+    return cfg, first, {k: Path(layout.out_path(cfg, rel)) for k, rel in first.files.items()}

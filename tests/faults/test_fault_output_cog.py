@@ -5,26 +5,21 @@ COG with the same pixels as before."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from nyceo.mosaic import layout
 from nyceo.mosaic.stage import mosaic_area
-from tests.test_mosaic_helpers import make_config, write_pred_store
+from tests.test_mosaic_helpers import mosaic_manhattan
 
 MONTH = "2024-07"
 
 
 @pytest.fixture()
 def published(tmp_path):
-    cfg = make_config(tmp_path, ["Manhattan"])
-    write_pred_store(cfg, MONTH, "buildings_nyc", seed=3)
-    first = mosaic_area(cfg, MONTH, "buildings_nyc", "manhattan")
-    files = {k: Path(layout.out_path(cfg, rel)) for k, rel in first.files.items()}
+    cfg, _, files = mosaic_manhattan(tmp_path, MONTH)
     with rasterio.open(files["class"]) as ds:
         pixels = ds.read(1)
     return cfg, files, pixels
