@@ -128,7 +128,9 @@ def predict_block(
     """Blend every adapter's window predictions over the block interior; {adapter: uint8 layers}.
 
     Each batch of windows is assembled once and run through every adapter (in alternating order,
-    so consecutive batches share the active adapter); one accumulator per adapter.
+    so consecutive batches share the active adapter); one accumulator per adapter. A runner with
+    ``predict_proba_many(adapters, inputs, origins) -> {adapter: probs}`` gets the whole batch at
+    once (it may share encoder passes between adapters; results must equal ``predict_proba``'s).
     """
     size = plan.window_px
     weights = taper_2d(size, cfg.blend_taper, cfg.blend_floor)
@@ -136,6 +138,7 @@ def predict_block(
     accs = {a: BlendAccumulator(n_classes[a], spec.box, weights) for a in adapters}
     ry0, _, rx0, _ = spec.read_box
     batches = list(_batches(windows, cfg.batch_size))
+    predict_many = getattr(runner, "predict_proba_many", None)  # optional: shares encoder passes
 
     def assemble(batch: list[Window]) -> dict[str, np.ndarray]:
         local = [(oy - ry0, ox - rx0) for oy, ox in map(plan.local_origin, batch)]
@@ -144,8 +147,11 @@ def predict_block(
     for i, (batch, inputs) in enumerate(zip(batches, prefetched(assemble, batches))):
         origins = [plan.local_origin(w) for w in batch]
         global_origins = [(w.gy, w.gx) for w in batch]
-        for adapter in adapters if i % 2 == 0 else adapters[::-1]:
-            probs = np.asarray(runner.predict_proba(adapter, inputs, global_origins), dtype=np.float32)
+        order = adapters if i % 2 == 0 else adapters[::-1]
+        results = (predict_many(order, inputs, global_origins) if predict_many is not None
+                   else {a: runner.predict_proba(a, inputs, global_origins) for a in order})
+        for adapter in order:
+            probs = np.asarray(results.pop(adapter), dtype=np.float32)
             if probs.shape != (len(batch), n_classes[adapter], size, size):
                 raise ValueError(
                     f"adapter '{adapter}' returned probabilities of shape {probs.shape}, expected "

@@ -157,13 +157,40 @@ def inject_lora(model: nn.Module, lora_config: dict[str, Any], slot: str) -> Non
         inject_adapter_in_model(cfg, model.encoder, adapter_name=slot)
 
 
-def set_lora_slot(model: nn.Module, slot: str) -> None:
-    """Make ``slot`` the active LoRA adapter of every LoRA layer."""
+def set_lora_slot(model: nn.Module, slot: str, identity_layers: frozenset[str] = frozenset()) -> None:
+    """Make ``slot`` the active LoRA adapter of every LoRA layer; the layers named in
+    ``identity_layers`` (see ``identity_lora_layers``) run their base layer alone, which is exact."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    for module in model.encoder.modules():
+    for name, module in model.encoder.named_modules():
         if isinstance(module, BaseTunerLayer):
             module.set_adapter(slot)
+            module.enable_adapters(name not in identity_layers)
+
+
+def identity_lora_layers(model: nn.Module, slot: str) -> frozenset[str]:
+    """Encoder LoRA layers whose ``slot`` adds exactly zero: plain LoRA (no DoRA) with an all-zero B
+    (weight and bias), e.g. peft's initialisation or an adapter exported after a probe-only fit.
+    Skipping them is exact and saves their two extra matmuls per token."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    out = set()
+    for name, module in model.encoder.named_modules():
+        if not isinstance(module, BaseTunerLayer) or slot not in getattr(module, "lora_B", {}):
+            continue
+        b = module.lora_B[slot]
+        dora = bool(getattr(module, "use_dora", {}).get(slot, False))
+        zero = not bool(b.weight.detach().any()) and (b.bias is None or not bool(b.bias.detach().any()))
+        if zero and not dora:
+            out.add(name)
+    return frozenset(out)
+
+
+def lora_layer_names(model: nn.Module) -> frozenset[str]:
+    """Names of every LoRA-wrapped encoder layer."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return frozenset(n for n, m in model.encoder.named_modules() if isinstance(m, BaseTunerLayer))
 
 
 def new_head(model: nn.Module, num_classes: int) -> nn.Module:

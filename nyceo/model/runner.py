@@ -25,10 +25,11 @@ from nyceo.model.adapters import (
     AdapterError, AdapterFiles, check_state, load_adapter_files, lora_state_for_slot, read_safetensors_into,
 )
 from nyceo.model.build import (
-    attach_head_modules, build_model, inject_lora, is_tim, load_base, new_head, new_head_modules, release_memory,
-    set_lora_slot,
+    attach_head_modules, build_model, identity_lora_layers, inject_lora, is_tim, load_base, lora_layer_names, new_head,
+    new_head_modules, release_memory, set_lora_slot,
 )
 from nyceo.model.sdpa import use_sdpa
+from nyceo.model.shared_encoder import capture_features, encoder_key, replay_features
 from nyceo.model.tim_sampling import batch_safe_sampling, per_window_sampling, row_generators, window_seed
 from nyceo.model.weights import resolve_base
 
@@ -62,6 +63,11 @@ class _Variant:
     active: str | None = None
     sdpa_patched: int = 0
     batch_safe: bool = True  # TiM: every sampled token goes through the per-window generators
+    identity: dict[str, frozenset[str]] = field(default_factory=dict)  # slot -> LoRA layers adding zero
+    lora_layers: frozenset[str] = frozenset()  # every LoRA-wrapped encoder layer
+
+    def set_slot(self, slot: str) -> None:
+        set_lora_slot(self.model, slot, self.identity.get(slot, frozenset()))
 
 
 def set_tim_sampling(model: nn.Module, temperature: float, top_p: float) -> int:
@@ -154,6 +160,8 @@ class AdapterRunner:
                     if f".lora_A.{name}." in k or f".lora_B.{name}." in k}
         check_state(files, "adapter_model.safetensors", shapes(lora), shapes(expected))
         model.encoder.load_state_dict(lora, strict=False)
+        variant.identity[name] = identity_lora_layers(model, name)
+        variant.lora_layers = lora_layer_names(model)
         head_expected = {f"{part}.{k}": tuple(v.shape) for part in ("neck", "decoder")
                          for k, v in getattr(model, part).state_dict().items()}
         head_expected |= {f"head.{k}": tuple(v.shape) for k, v in new_head(model, len(ad.classes)).state_dict().items()}
@@ -164,7 +172,6 @@ class AdapterRunner:
             copy_head_from_file(parts, files.paths["decoder_head.safetensors"])
             variant.heads[name] = parts
             attach_head_modules(model, parts)
-            set_lora_slot(model, name)
             variant.active = name
         elif self.infer.heads_resident:
             parts = new_head_modules(model, len(ad.classes))
@@ -175,7 +182,7 @@ class AdapterRunner:
         model.to(self.device).eval()  # new LoRA modules are created on CPU in training mode
         # peft makes a freshly injected slot the active one of every LoRA layer: give the layers back
         # to the adapter the runner has active (else it would run with this adapter's LoRA)
-        set_lora_slot(model, variant.active)
+        variant.set_slot(variant.active)
         files.lora = {}  # the tensors live in the model now
         self._files[name] = files
         release_memory()  # loading temporaries: back to the OS before the next adapter or forward
@@ -185,7 +192,7 @@ class AdapterRunner:
         """Make ``name`` the model's LoRA slot and neck/decoder/head: set every time (cheap), so no
         earlier load or swap can leave another adapter's part in place."""
         variant = self._ensure_loaded(name)
-        set_lora_slot(variant.model, name)
+        variant.set_slot(name)
         if variant.heads[name] is None:
             self._load_head_in_place(variant, name)
         else:
@@ -228,6 +235,51 @@ class AdapterRunner:
                      for i in range(n)]
             return np.concatenate(parts, axis=0)
         return self._predict(variant, tensors, origins, is_tim(ad.backbone))
+
+    def predict_proba_many(self, adapters: Sequence[str], inputs: dict[str, np.ndarray],
+                           origins: Sequence[tuple[int, int]] | None = None) -> dict[str, np.ndarray]:
+        """``predict_proba`` of each adapter on one batch, {adapter: probabilities}. Adapters whose
+        encoder computes the same function (``nyceo.model.shared_encoder``) share one encoder pass;
+        every result equals its own ``predict_proba`` bit for bit."""
+        groups: dict[tuple, list[str]] = {}
+        for name in adapters:
+            groups.setdefault(self._encoder_key(name), []).append(name)
+        out: dict[str, np.ndarray] = {}
+        for group in groups.values():
+            if len(group) == 1:
+                out[group[0]] = self.predict_proba(group[0], inputs, origins)
+            else:
+                out |= self._predict_shared(group, inputs)
+        return {name: out[name] for name in adapters}
+
+    def _encoder_key(self, adapter: str) -> tuple:
+        ad = self._adapter_config(adapter)
+        variant = self._ensure_loaded(adapter)
+        norm = tuple((m, tuple(ad.norm_means[m]), tuple(ad.norm_stds[m])) for m in sorted(ad.norm_means))
+        return encoder_key(ad.backbone, is_tim(ad.backbone), adapter, variant.identity[adapter],
+                           variant.lora_layers, norm)
+
+    def _predict_shared(self, group: list[str], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Non-TiM adapters with one encoder key: per flip, the encoder runs for the first and its
+        features are replayed into the others' neck/decoder/head (the sums as in ``_predict``)."""
+        tensors = self._prepare(group[0], inputs)  # same normalisation: part of the key
+        flips = FLIPS if self.infer.tta_flips else ((),)
+        totals: dict[str, torch.Tensor] = {}
+        for dims in flips:
+            x = {m: (t.flip(dims) if dims else t) for m, t in tensors.items()}
+            features = None
+            for name in group:
+                variant = self._activate(name)
+                if features is None:
+                    with capture_features(variant.model) as store:
+                        p = self._forward(variant, x, None)
+                    features = store[0]
+                else:
+                    with replay_features(variant.model, features):
+                        p = self._forward(variant, x, None)
+                p = p.flip(dims) if dims else p
+                totals[name] = p if name not in totals else totals[name] + p
+        return {name: (t / len(flips)).cpu().numpy().astype(np.float32, copy=False) for name, t in totals.items()}
 
     def _predict(self, variant: _Variant, tensors: dict[str, torch.Tensor], origins: list[tuple[int, int]],
                  tim: bool) -> np.ndarray:
