@@ -56,6 +56,7 @@ def bench_config(
     Demo adapter folders ('{output_root}/...') resolve under ``shared_adapters``: made once, by the parent.
     """
     raw = yaml.safe_load(Path(src).read_text())
+    raw.pop("train", None)  # seeded untrained demo adapters: speed and memory do not depend on trained weights
     raw.setdefault("run", {})["output_root"] = str(root / "outputs")
     raw.setdefault("grid", {})["block_size_chips"] = block
     raw.setdefault("infer", {})["overlap_fraction"] = overlap
