@@ -127,7 +127,10 @@ def _header(meta: dict) -> str:
             f"- Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in lb)}; after: "
             f"{', '.join(f'{x:.2f}' if isinstance(x, float) else str(x) for x in la)} "
             "(the machine is shared: load from other processes slows both sides of a comparison)\n"
-            f"- Git commit: {m['commit']} (branch {m['branch']})\n")
+            f"- Git commit: {m['commit']} (branch {m['branch']})\n"
+            + "".join(f"- Re-run afterwards (`--only {','.join(r['names'])}`) at {r['at']}, load before "
+                      f"{', '.join(f'{x:.2f}' for x in r['load_before'])}\n" for r in meta.get("reran", []))
+            + "".join(f"- Note: {n}\n" for n in meta.get("notes", [])))
 
 
 def render_performance(meta: dict, figures: dict) -> str:
@@ -143,7 +146,8 @@ def render_performance(meta: dict, figures: dict) -> str:
         out.append(f"| {r.what} | {r.ours} | {r.reference} | {_fmt(r.ratio)} | {r.meaning} | {r.target} | {met} |")
     out += ["\n## Runs\n", "| benchmark | status | seconds | log |", "|---|---|---|---|"]
     for name, run in meta["runs"].items():
-        out.append(f"| `{name}` | {'ok' if run['ok'] else '**failed**'} | {run['seconds']:.0f} | `{run['log']}` |")
+        log = run["log"].split("/outputs/", 1)[-1]
+        out.append(f"| `{name}` | {'ok' if run['ok'] else '**failed**'} | {run['seconds']:.0f} | `outputs/{log}` |")
     out.append("\n## GPU\n")
     g = meta["gpu"]
     if g.get("cuda"):

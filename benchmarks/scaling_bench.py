@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -173,6 +174,7 @@ def main() -> None:
     warm_up(configs[-1], args.month, embedded)
     runs = []
     for (label, _), cfg in zip(areas, configs):
+        shutil.rmtree(work / cfg.stem, ignore_errors=True)  # an empty output root: nothing to skip
         r = run_area(cfg, args.month) | {"label": label}
         r["seconds"] = r["acquire_s"] + r["infer_s"]
         runs.append(r)
