@@ -3,8 +3,8 @@
     PYTHONPATH=$PWD .venv/bin/python benchmarks/make_bench.py [--skip-scaling] [--only acquire,infer,...]
         [--work DIR] [--doc docs/PERFORMANCE.md] [--render-only]
 
-Each benchmark runs as its own process (quick settings where it has them, so the whole run fits in
-about a quarter of an hour on a 2-core machine, scaling included) and writes its figures with
+Each benchmark runs as its own process (quick settings where it has them: ~13 min without scaling and
+~12 min of scaling on this 2-core machine under a load average of 4-5 from other sessions) and writes its figures with
 ``--json``; its full printout goes to ``<work>/logs/<name>.log``. The page gets one ratio table
 (ours, reference, ratio, target, met?), the machine (CPU model, cores, RAM), date, load average
 before and after, git commit, and a GPU section (figures only when torch sees a CUDA device).
