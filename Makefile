@@ -45,7 +45,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL ?= INFO
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test clean stac-server-env browser
+.PHONY: install demo test clean stac-server-env browser bench
 install: $(STAMP)
 
 $(STAMP): requirements.lock $(TORCH_CONSTRAINTS) pyproject.toml
@@ -94,6 +94,12 @@ browser:
 PYTEST_ARGS ?= -n 2 --dist loadfile
 test: install stac-server-env browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Stage benchmarks + scaling -> docs/PERFORMANCE.md, docs/SCALING.md, docs/scaling.png (~15-30 min on
+# 2 cores, longer under load). BENCH_ARGS=--skip-scaling leaves out the scaling run; logs in outputs/bench/logs.
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python benchmarks/make_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .prefect

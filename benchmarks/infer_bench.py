@@ -7,6 +7,10 @@ Prints side by side:
   3. all adapters in one run vs the sum of single-adapter runs (target <= 1.0: the base is loaded
      once and each block is read once for all adapters). Adapters differ in cost (TiM generates
      tokens), so the reference is the sum of each adapter alone, i.e. "3 x single" per adapter;
+  5. (with part 2) the engine vs terratorch's ``tiled_inference`` on the same runner forward, the
+     same stack (read whole into memory first: that read is counted) and the same stride and batch;
+     ratio = tiled_inference seconds / engine seconds (target >= 0.8: the engine also reads by block,
+     blends and writes the stores);
   4. peak RSS of inference (fresh process each) over two areas of different size, same block size
      (target: the same for both; with the base backbone <= 5 GB: ``--backbone terramind_v1_base``).
 
@@ -52,6 +56,7 @@ def bench_config(
     Demo adapter folders ('{output_root}/...') resolve under ``shared_adapters``: made once, by the parent.
     """
     raw = yaml.safe_load(Path(src).read_text())
+    raw.pop("train", None)  # seeded untrained demo adapters: speed and memory do not depend on trained weights
     raw.setdefault("run", {})["output_root"] = str(root / "outputs")
     raw.setdefault("grid", {})["block_size_chips"] = block
     raw.setdefault("infer", {})["overlap_fraction"] = overlap
@@ -172,7 +177,8 @@ def main() -> None:
     ap.add_argument("--mem-batch", type=int, default=2, help="batch size of the memory runs (full batches in both areas)")
     ap.add_argument("--raw-batches", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats of the engine runs (best taken)")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: speed,adapters,memory")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: speed,adapters,tiled,memory")
+    ap.add_argument("--json", default=None, help="also write the figures as JSON to this path")
     ap.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mem_child:
@@ -188,21 +194,26 @@ def main() -> None:
     names = list(runner.adapter_names)
     print(f"model: {cfg.infer.adapters[names[0]].backbone}, adapters {names}, device {cfg.infer.device}, "
           f"batch {cfg.infer.batch_size}, overlap {args.overlap}")
+    figures: dict = {"backbone": cfg.infer.adapters[names[0]].backbone, "adapters": names, "overlap": args.overlap,
+                     "batch": cfg.infer.batch_size}
     if "speed" not in args.skip:
-        speed_part(cfg, runner, names, rows, cols, args)
+        figures |= speed_part(cfg, runner, names, rows, cols, args)
     if "memory" not in args.skip:
         mem_cfg = bench_config(args.config, tmp / "mem", args.backbone, args.mem_block, args.overlap, tmp / "outputs",
                                batch=args.mem_batch)
         areas = [tuple(int(v) for v in a.split("x")) for a in args.mem_areas.split(",")]
-        for m in measure_memory(mem_cfg, areas, ",".join(names)):
+        figures["memory"] = measure_memory(mem_cfg, areas, ",".join(names))
+        for m in figures["memory"]:
             print(f"4. peak RSS while inferring {len(names)} adapters, area {m['rows']}x{m['cols']} chips "
                   f"(block {args.mem_block}): {m['peak_infer_mb']:.0f} MB (after model load {m['rss_after_load_mb']:.0f} MB, "
                   f"+{m['peak_infer_mb'] - m['rss_after_load_mb']:.0f} MB; process lifetime peak {m['lifetime_peak_mb']:.0f} MB; "
                   f"{m['seconds']:.1f} s)")
     print(f"(scratch: {tmp})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
-def speed_part(cfg: PipelineConfig, runner, names: list[str], rows: int, cols: int, args: argparse.Namespace) -> None:
+def speed_part(cfg: PipelineConfig, runner, names: list[str], rows: int, cols: int, args: argparse.Namespace) -> dict:
     """Parts 1-3: raw forward, engine on a staged store, all adapters vs each alone."""
     t0 = time.perf_counter()
     runner.load(names)
@@ -223,11 +234,59 @@ def speed_part(cfg: PipelineConfig, runner, names: list[str], rows: int, cols: i
     print(f"2. engine ({rows}x{cols} chips, {n_win} windows): {1 / eng[0]:6.2f} windows/s wall "
           f"({rows * cols / single[names[0]][0]:.2f} area chips/s), {1 / eng[1]:6.2f} windows/CPU-s; "
           f"engine/raw = {raw[0] / eng[0]:.2f} wall, {raw[1] / eng[1]:.2f} CPU (target >= 0.8)")
+    out = {"raw_s_per_window": raw[0], "raw_cpu_s_per_window": raw[1], "engine_s_per_window": eng[0],
+           "engine_cpu_s_per_window": eng[1], "engine_windows": n_win, "area_chips": rows * cols,
+           "engine_s": single[names[0]][0], "engine_over_raw": raw[0] / eng[0], "single_s": {a: v[0] for a, v in single.items()}}
     if "adapters" not in args.skip:
         for k, unit in ((0, "wall"), (1, "CPU")):
             ref = sum(v[k] for v in single.values())
             print(f"3. {len(names)} adapters in one run {both[k]:.1f} {unit}-s vs sum of single runs {ref:.1f} "
                   f"({', '.join(f'{a} {v[k]:.1f}' for a, v in single.items())}): ratio {both[k] / ref:.2f} (target <= 1.0)")
+        out |= {"all_adapters_s": both[0], "sum_single_s": sum(v[0] for v in single.values()),
+                "adapters_ratio": both[0] / sum(v[0] for v in single.values())}
+    if "tiled" not in args.skip:
+        tiled_s, tiled_windows = terratorch_tiled(cfg, runner, names[0], args.overlap, args.repeats)
+        out |= {"tiled_s": tiled_s, "tiled_windows": tiled_windows, "tiled_over_engine": tiled_s / out["engine_s"]}
+        print(f"5. terratorch tiled_inference ({names[0]}, {tiled_windows} windows, stack read into memory): "
+              f"{tiled_s:.1f} s vs engine {out['engine_s']:.1f} s ({n_win} windows, store written): "
+              f"ratio tiled/engine = {tiled_s / out['engine_s']:.2f} (target >= 0.8)")
+    return out
+
+
+def terratorch_tiled(cfg: PipelineConfig, runner, adapter: str, overlap: float, repeats: int) -> tuple[float, int]:
+    """(best wall seconds, windows) of terratorch's tiled_inference over the staged stack, same forward.
+
+    The whole stack is read into memory (counted), every modality made (B, C, T, H, W) as
+    tiled_inference requires (DEM repeated over time, taken back before the forward); windows of
+    224 px at the engine's stride, no border crop (delta 0, no padding), batches of infer.batch_size.
+    """
+    import torch
+    import zarr
+    from terratorch.tasks.tiled_inference import tiled_inference
+
+    from nyceo.infer.stage import open_stack
+    from nyceo.infer.windows import stride_px
+
+    counted = [0]
+    size = cfg.grid.chip_size_px
+
+    def forward(x: dict) -> "torch.Tensor":
+        counted[0] += x["S2L2A"].shape[0]
+        inputs = {"S2L2A": x["S2L2A"].numpy(), "S1RTC": x["S1RTC"].numpy(), "DEM": x["DEM"][:, :, 0].numpy()}
+        return torch.from_numpy(runner.predict_proba(adapter, inputs))
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        g = zarr.open_group(open_stack(cfg, MONTH)[0].path, mode="r")
+        s2 = torch.from_numpy(g["s2"][:].astype(np.float32)).permute(1, 0, 2, 3)[None]  # (1, C, T, H, W)
+        s1 = torch.from_numpy(g["s1"][:].astype(np.float32)).permute(1, 0, 2, 3)[None]
+        dem = torch.from_numpy(g["dem"][:].astype(np.float32))[None, None, None].expand(1, 1, s2.shape[2], -1, -1)
+        tiled_inference(forward, {"S2L2A": s2, "S1RTC": s1, "DEM": dem.contiguous()}, crop=size,
+                        stride=stride_px(size, overlap), delta=0, padding=False, batch_size=cfg.infer.batch_size)
+        return time.perf_counter() - t0
+
+    best = min(once() for _ in range(repeats))
+    return best, counted[0] // repeats
 
 
 if __name__ == "__main__":

@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--mem-backbone", default="terramind_v1_base")
     ap.add_argument("--mem-child", default=None)
     ap.add_argument("--skip-speed", "--mem-only", action="store_true", help="only the memory comparison")
+    ap.add_argument("--json", default=None, help="also write the figures as JSON to this path")
     args = ap.parse_args()
     if args.mem_child:
         return mem_child(args.mem_child, args.out, args.mem_backbone)
@@ -169,11 +170,15 @@ def main() -> None:
     for backbone in {"terramind_v1_tiny", args.mem_backbone}:
         ensure_demo_adapters(bench_config(args.out, backbone))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32")
+    figures: dict = {"mem_backbone": args.mem_backbone}
     if not args.skip_speed:
-        print(f"forward terramind_v1_tiny: {forward_rate('terramind_v1_tiny', 4, 3):7.2f} chips/s")
+        figures["forward_tiny_chips_per_s"] = forward_rate("terramind_v1_tiny", 4, 3)
+        print(f"forward terramind_v1_tiny: {figures['forward_tiny_chips_per_s']:7.2f} chips/s")
         if args.base:
-            print(f"forward terramind_v1_base: {forward_rate('terramind_v1_base', 1, 2):7.2f} chips/s")
+            figures["forward_base_chips_per_s"] = forward_rate("terramind_v1_base", 1, 2)
+            print(f"forward terramind_v1_base: {figures['forward_base_chips_per_s']:7.2f} chips/s")
         ratio, per_chip = swap_ratio(bench_config(args.out, "terramind_v1_tiny"), 4, 4)
+        figures |= {"swap_ratio": ratio, "single_s_per_chip": per_chip}
         print(f"swap (tiny, 4-chip batches): 3 adapters / (3 x 1 adapter) = {ratio:.3f}   "
               f"(1 adapter: {per_chip * 1e3:.0f} ms/chip through AdapterRunner)")
         for backbone in ("terramind_v1_tiny", args.mem_backbone):
@@ -182,6 +187,9 @@ def main() -> None:
             print(f"one adapter switch on {backbone}: {resident * 1e6:8.1f} us resident, "
                   f"{lean * 1e3:7.1f} ms with heads_resident=false")
     mem = memory(args.out, args.mem_backbone)
+    figures["memory"] = mem
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     ref = mem["separate"]["peak_bytes"]
     ref_model = ref - mem["separate"]["baseline_bytes"]
     print(f"peak memory, 3 adapters on {args.mem_backbone} (1-chip forward each); import baseline "

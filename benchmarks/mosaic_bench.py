@@ -16,6 +16,7 @@ Run: .venv/bin/python benchmarks/mosaic_bench.py [--repeats 5] [--compression ZS
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compression", default="ZSTD", choices=["ZSTD", "DEFLATE", "LZW"])
     ap.add_argument("--blocksize", type=int, default=512)
+    ap.add_argument("--json", default=None, help="also write the figures as JSON to this path")
     args = ap.parse_args()
     data = city_raster()
     mb = data.nbytes / 1e6
@@ -90,6 +92,10 @@ def main() -> None:
     print(f"nyceo      write_cog (numpy -> /vsimem GTiff -> COG driver):              "
           f"{t_ours:.3f} s  {mb / t_ours:7.1f} MB/s  file {size_ours / 1e6:.2f} MB")
     print(f"ratio ours/reference throughput: {t_ref / t_ours:.2f} (target >= 0.8)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "mb": mb, "ours_s": t_ours, "reference_s": t_ref, "ratio": t_ref / t_ours, "ours_file_bytes": size_ours,
+            "reference_file_bytes": size_ref, "repeats": args.repeats, "compression": args.compression}, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ run_summary.json (timings) and lock files.
 from __future__ import annotations
 
 import argparse
+import json
 import hashlib
 import os
 import shutil
@@ -131,6 +132,8 @@ def main() -> None:
     ap.add_argument("--config", default="configs/demo.yaml")
     ap.add_argument("--month", default="2024-07")
     ap.add_argument("--tiny", action="store_true", help="a few Staten Island chips (fast)")
+    ap.add_argument("--no-kill", action="store_true", help="skip part 2 (kill in every stage + resume)")
+    ap.add_argument("--json", default=None, help="also write the figures as JSON to this path")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nyceo-rerun-"))
     emb, home = work / "embedded", work / "prefect-home"
@@ -146,6 +149,13 @@ def main() -> None:
     print(f"first run                        {first:8.1f} s")
     print(f"re-run, execution-only change    {rerun:8.1f} s   ratio {rerun / first:6.1%}  (target <= 5 %)")
     print(f"outputs rewritten by the re-run: {len(touched)} of {len(before)} {touched[:5]}")
+    figures = {"first_s": first, "rerun_s": rerun, "ratio": rerun / first, "outputs": len(before),
+               "rewritten": len(touched), "tiny": args.tiny, "month": args.month}
+    if args.no_kill:
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=1))
+        print(f"work dir: {work}")
+        return
     (work / "run").rename(work / "clean")
     t0 = time.perf_counter()
     killed = kill_and_resume(cfg, args.month, home, work / "run")
@@ -156,6 +166,8 @@ def main() -> None:
     for k in diff[:20]:
         print(f"  differs: {k}")
     print("byte-identical: " + ("yes" if not diff else "NO"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures | {"killed_in": killed, "files_differ": len(diff)}, indent=1))
     print(f"work dir: {work}")
 
 

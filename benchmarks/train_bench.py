@@ -12,8 +12,10 @@ Prints s/chip for both and their ratio; the demo's training time is about
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
+from pathlib import Path
 
 import nyceo.model  # noqa: F401  (torchvision compat before terratorch)
 import torch
@@ -29,6 +31,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None, help="also write the figures as JSON to this path")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -60,6 +63,10 @@ def main() -> None:
           f"{args.threads} threads")
     print(f"train step {step:.3f} s/chip ({1 / step:.2f} chips/s); inference forward {fwd:.3f} s/chip; "
           f"ratio train/forward {step / fwd:.2f}; peak RSS {ru.ru_maxrss / 1024:.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "backbone": cfg.infer.adapters[args.adapter].backbone, "train_s_per_chip": step, "forward_s_per_chip": fwd,
+            "ratio": step / fwd, "peak_rss_mb": ru.ru_maxrss / 1024, "batch": b, "threads": args.threads}, indent=1))
 
 
 if __name__ == "__main__":

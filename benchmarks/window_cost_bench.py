@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import sys
 import tempfile
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", default=None, help="output root for the demo adapters (default: a temporary folder)")
+    ap.add_argument("--json", default=None, help="also write the figures as JSON to this path")
     args = ap.parse_args()
     import nyceo.model as M
     from nyceo.config import load_config
@@ -66,9 +68,11 @@ def main() -> None:
 
     print(f"load average before: {os.getloadavg()}, torch threads {__import__('torch').get_num_threads()}, "
           f"origins supported: {has_origins}")
+    figures: dict[str, dict] = {}
     for name in cfg.infer.adapters:
         run(name, [0])  # warm-up
         cpu, wall = timed(lambda: run(name, list(range(b))))
+        figures[name] = {"cpu_s_per_window": cpu / b, "wall_s_per_window": wall / b}
         print(f"{name:<14} {cpu / b:.3f} CPU s/window  {wall / b:.3f} wall s/window  (batch {b})")
     tim = next(n for n, a in cfg.infer.adapters.items() if a.backbone.endswith("_tim"))
     batched, _ = timed(lambda: run(tim, list(range(b))))
@@ -76,6 +80,9 @@ def main() -> None:
     print(f"{tim}: batched {batched / b:.3f} CPU s/window, one window per forward {single / b:.3f}: "
           f"ratio single/batched {single / batched:.2f}")
     print(f"load average after: {os.getloadavg()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"adapters": figures, "tim_single_over_batched": single / batched,
+                                               "batch": b}, indent=1))
 
 
 if __name__ == "__main__":

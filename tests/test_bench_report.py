@@ -1,0 +1,76 @@
+"""`make bench` pieces that need no benchmark run: the page rendering, the backfill arithmetic, the
+scaling summary and the scaling configuration (all pure or file-only; well under a second)."""
+
+from __future__ import annotations
+
+import yaml
+
+from benchmarks.bench_report import BF16_PEAK_TFLOPS, MFU, backfill, render_performance, render_scaling
+from benchmarks.make_bench import BENCHES, machine
+from benchmarks.scaling_bench import area_config, summarize
+
+META = {"machine": {"cpu": "Test CPU", "cores": "2", "ram_gib": "23.5", "os": "Linux", "python": "3.11",
+                    "commit": "abc123", "branch": "b"},
+        "gpu": {"torch": "2.13.0+cpu", "cuda": False}, "load_before": [1.5, 1.0, 0.5], "load_after": [2.5, 2.0, 1.0],
+        "runs": {"mosaic": {"ok": True, "seconds": 12.0, "log": "m.log"}, "zonal": {"ok": False, "seconds": 3.0, "log": "z.log"}},
+        "started": "2026-12-03 22:00 UTC", "total_s": 900.0}
+
+
+def run(label: str, chips: int, acq: float, inf: float, rss: float) -> dict:
+    return {"label": label, "chips": chips, "acquire_s": acq, "infer_s": inf, "seconds": acq + inf, "load_s": 10.0,
+            "acquire_cpu_s": acq, "infer_cpu_s": inf, "peak_rss_mb": rss, "stack_bytes": chips * 2e6,
+            "pred_bytes": chips * 4e5, "adapters": ["lulc_nyc", "tim_nyc", "buildings_nyc"]}
+
+
+def scaling() -> dict:
+    runs = [run("Manhattan", 32, 8.0, 72.0, 3000.0), run("Manhattan,Bronx", 64, 16.0, 160.0, 3100.0)]
+    return {"month": "2024-07", "runs": runs, "summary": summarize(runs), "city_chips": 232}
+
+
+def test_performance_page_rows_ratios_targets_and_machine() -> None:
+    figures = {"mosaic": {"mb": 24.3, "ours_s": 0.5, "reference_s": 0.4, "ratio": 0.8 / 1.0, "ours_file_bytes": 1,
+                          "reference_file_bytes": 1, "repeats": 3, "compression": "ZSTD"},
+               "evaluate": {"ours_s": 3.0, "reference_s": 1.0, "ratio": 3.0, "chips": 232, "repeats": 2},
+               "scaling": scaling()}
+    page = render_performance(META, figures)
+    assert "Test CPU, 2 cores, 23.5 GiB RAM" in page and "abc123" in page and "1.50, 1.00, 0.50" in page
+    cog = next(ln for ln in page.splitlines() if ln.startswith("| COG writer"))
+    assert "| 49 MB/s | 61 MB/s | 0.80 |" in cog and cog.endswith("| ≥ 0.8 | yes |")
+    ev = next(ln for ln in page.splitlines() if ln.startswith("| Evaluation"))
+    assert "| 3.00 |" in ev and ev.endswith("| ≤ 2 | **no** |")  # a missed target says so
+    lin = next(ln for ln in page.splitlines() if ln.startswith("| Scaling, acquire"))
+    assert "| 1.10 |" in lin and lin.endswith("| yes |")  # (176 / 80) / (64 / 32) = 1.10
+    assert "| `zonal` | **failed** |" in page
+    assert "No GPU on this machine" in page and "scaling.png" in page
+
+
+def test_backfill_from_measured_per_chip_figures() -> None:
+    s = scaling()
+    b = backfill(s)
+    assert b["chips"] == 232 and b["chip_months"] == 232 * 120
+    assert abs(b["windows_month"] - 910) < 1e-6
+    assert abs(b["tflop_month"] - 910 * 0.5 * (2 + 2.0)) < 1e-6  # 2 plain adapters + TiM at x2
+    assert abs(b["gpu_h"] - b["tflop_month"] / (BF16_PEAK_TFLOPS * MFU) * 120 / 3600) < 1e-9
+    assert abs(b["acquire_cpu_h"] - 16.0 / 64 * 232 * 120 / 3600) < 1e-9  # largest area's CPU-s/chip x city
+    assert abs(b["stack_gb"] - 2e6 * 232 * 120 / 1e9) < 1e-9
+    doc = render_scaling(META, s)
+    assert "| Manhattan,Bronx | 64 | 16.0 | 160.0 | 176.0 | 2.75 |" in doc and "**1.10**" in doc
+
+
+def test_scaling_config_drops_training_and_limits_boroughs(tmp_path) -> None:
+    from pathlib import Path
+
+    path = area_config(Path("configs/demo.yaml"), tmp_path, "a0", ["Manhattan"], tmp_path / "emb", tmp_path / "ads")
+    raw = yaml.safe_load(path.read_text())
+    assert "train" not in raw and raw["grid"]["boroughs"] == ["Manhattan"]
+    assert raw["run"]["output_root"] == str(tmp_path / "a0") and raw["catalog"]["embedded_root"] == str(tmp_path / "emb")
+    assert all(ad["source"].startswith(str(tmp_path / "ads")) for ad in raw["infer"]["adapters"].values())
+    from nyceo.config import load_config
+
+    load_config(path)  # still a valid strict configuration
+
+
+def test_make_bench_knows_every_table_benchmark_and_the_machine() -> None:
+    assert {"acquire", "infer", "model", "mosaic", "zonal", "rerun", "scaling"} <= set(BENCHES)
+    m = machine()
+    assert int(m["cores"]) >= 1 and float(m["ram_gib"]) > 0 and m["cpu"] and m["commit"]
