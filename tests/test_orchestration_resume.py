@@ -141,6 +141,7 @@ def test_prefect_server_restarted_mid_flow(resumed):
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
     assert proc.returncode == 0 or "failed" in err, f"no clear outcome (exit {proc.returncode}):\n{err[-2000:]}"
+    print(f"run across the server restart: exit {proc.returncode}; {err.strip().splitlines()[-1:] if proc.returncode else 'finished'}")
     run_month(cfg, MONTH, home)  # the next run (its own temporary server) finishes ...
     a, b = output_hashes(resumed["tmp"] / "clean"), output_hashes(run)
     differing = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
