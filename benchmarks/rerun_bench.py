@@ -4,9 +4,10 @@
    threads, prefetch, block sizes, dask workers, run name): target re-run <= 5 % of the first, and
    every output reused untouched (same bytes, same mtime);
 2. a run SIGKILLed (whole process group) during acquire, again during infer, again during mosaic,
-   again (strace, at a folder the stage creates mid-write) during evaluate, change, zonal and report,
-   then run to the end, vs the uninterrupted run: sha256 of every output file must be equal. The
-   previous month's stack and one adapter's predictions are made first so that change does real work.
+   then (strace, at a folder the stage creates mid-write) each of evaluate, change, zonal and report
+   through its own command, then run to the end, vs the uninterrupted run: sha256 of every output
+   file must be equal. The previous month's stack and one adapter's predictions are made first so
+   that change does real work.
 SOURCE_DATE_EPOCH is pinned so provenance timestamps are reproducible. Compared outputs exclude
 run_summary.json (timings) and lock files.
 
@@ -111,15 +112,14 @@ def kill_when(config: Path, month: str, prefect_home: Path, out_root: Path, read
     raise TimeoutError("kill point not reached in time")
 
 
-def kill_at_mkdir(config: Path, month: str, prefect_home: Path, folder: Path, timeout_s: float = 600) -> None:
-    """Run the month under strace, which SIGKILLs the process that creates ``folder``; then SIGKILL
-    the rest of the run's process group (Prefect server, dask workers) as a machine loss would."""
+def kill_at_mkdir(argv: list[str], prefect_home: Path, folder: Path, timeout_s: float = 600) -> None:
+    """Run ``argv`` under strace, which SIGKILLs the process that creates ``folder``; then SIGKILL
+    the rest of its process group (dask workers, a Prefect server) as a machine loss would."""
     fd, name = tempfile.mkstemp(suffix=".strace")
     os.close(fd)
     log = Path(name)
     cmd = [shutil.which("strace") or "strace", "-f", "-q", "-e", "signal=none", "-o", str(log),
-           "-P", str(folder), "-e", "trace=mkdir,mkdirat", "-e", "inject=mkdir,mkdirat:signal=KILL",
-           NYCEO, "run", "-m", month, "-c", str(config), "--no-progress"]
+           "-P", str(folder), "-e", "trace=mkdir,mkdirat", "-e", "inject=mkdir,mkdirat:signal=KILL", *argv]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env(prefect_home), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + timeout_s
@@ -129,7 +129,7 @@ def kill_at_mkdir(config: Path, month: str, prefect_home: Path, folder: Path, ti
             if f'"{folder}"' in log.read_text():  # strace logs the call it answered with SIGKILL
                 return
             if ended:
-                raise RuntimeError(f"the run ended before creating {folder}; nothing to interrupt")
+                raise RuntimeError(f"{' '.join(argv[1:3])} ended before creating {folder}; nothing to interrupt")
             time.sleep(0.05)
         raise TimeoutError(f"{folder} not created in time")
     finally:
@@ -137,6 +137,14 @@ def kill_at_mkdir(config: Path, month: str, prefect_home: Path, folder: Path, ti
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.unlink(missing_ok=True)
+
+
+def run_stage(stage: str, config: Path, month: str, prefect_home: Path) -> None:
+    """One stage's own command (``nyceo <stage> -m MONTH -c CONFIG``, no Prefect)."""
+    out = subprocess.run([NYCEO, stage, "-m", month, "-c", str(config)], cwd=REPO, env=env(prefect_home),
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"nyceo {stage} -m {month} failed:\n{out.stderr[-3000:]}")
 
 
 def mkdir_target(pattern: str, month: str, clean_root: Path, out_root: Path) -> Path:
@@ -159,8 +167,12 @@ def prepare_predecessor(config: Path, prefect_home: Path, adapter: str = "buildi
 def kill_and_resume(config: Path, month: str, prefect_home: Path, out_root: Path, clean_root: Path | None = None,
                     after_kill=None) -> list[str]:
     """Kill a run inside each stage in turn (the next run resumes it), then finish; stages killed.
-    With ``clean_root`` (an uninterrupted run's tree) also inside evaluate, change, zonal and report.
-    ``after_kill(stage)`` is called after each kill (to inspect what the kill left)."""
+    With ``clean_root`` (an uninterrupted run's tree) the later stages are killed too, each through its
+    own command (no Prefect server to start, which is what makes a `nyceo run` slow), after the mosaic
+    kill (resumed by `nyceo mosaic`, as the flow finishes it first), in the flow's order: evaluate, change
+    and zonal (each resumed by its own command, since zonal's key covers evaluate's and change's outputs
+    and report reads zonal's), then report. The final `nyceo run` resumes report and finds the rest
+    current. ``after_kill(stage)`` is called after each kill."""
     killed = []
     for stage, pattern in KILL_POINTS.items():
         ready = first_file(pattern.format(month=month))
@@ -169,11 +181,16 @@ def kill_and_resume(config: Path, month: str, prefect_home: Path, out_root: Path
             killed.append(stage)
             if after_kill:
                 after_kill(stage)
+    if clean_root:  # the later stages' keys cover the month's COGs (report): mosaic finishes first, as in the flow
+        run_stage("mosaic", config, month, prefect_home)
     for stage, pattern in (KILL_AT_MKDIR.items() if clean_root else ()):
-        kill_at_mkdir(config, month, prefect_home, mkdir_target(pattern, month, clean_root, out_root))
+        argv = [NYCEO, stage, "-m", month, "-c", str(config)]
+        kill_at_mkdir(argv, prefect_home, mkdir_target(pattern, month, clean_root, out_root))
         killed.append(stage)
         if after_kill:
             after_kill(stage)
+        if stage != "report":  # zonal's key covers evaluate's and change's outputs; report reads zonal's
+            run_stage(stage, config, month, prefect_home)
     run_month(config, month, prefect_home)
     return killed
 
