@@ -4,7 +4,10 @@
    threads, prefetch, block sizes, dask workers, run name): target re-run <= 5 % of the first, and
    every output reused untouched (same bytes, same mtime);
 2. a run SIGKILLed (whole process group) during acquire, again during infer, again during mosaic,
-   then run to the end, vs the uninterrupted run: sha256 of every output file must be equal.
+   then (strace, at a folder the stage creates mid-write) each of evaluate, change, zonal and report
+   through its own command, then run to the end, vs the uninterrupted run: sha256 of every output
+   file must be equal. The previous month's stack and one adapter's predictions are made first so
+   that change does real work.
 SOURCE_DATE_EPOCH is pinned so provenance timestamps are reproducible. Compared outputs exclude
 run_summary.json (timings) and lock files.
 
@@ -75,11 +78,21 @@ def first_file(pattern: str):
     return lambda root: any(p.is_file() for p in root.glob(pattern))
 
 
-KILL_POINTS = {  # stage -> when a run is inside it (its first work unit recorded)
-    "acquire": first_file("*/acquire/*/blocks/*.json"),
-    "infer": first_file("*/pred/*.zarr.done/*.json"),
-    "mosaic": first_file("*/cog/*/*.tif"),
+KILL_POINTS = {  # stage -> a run is inside it once this file exists (its first work unit recorded), polled every 50 ms
+    "acquire": "{month}/acquire/*/blocks/*.json",
+    "infer": "{month}/pred/*.zarr.done/*.json",
+    "mosaic": "{month}/cog/*/*.tif",
 }
+# The later stages write a month's outputs within 0.01-1 s, too fast to poll: strace kills the process
+# (SIGKILL, injected on the syscall) when it creates this folder, i.e. after some of the stage's outputs
+# and before the rest. ``{month}`` is the month run; ``*`` (a key) is read from an uninterrupted run's tree.
+KILL_AT_MKDIR = {
+    "evaluate": "{month}/eval/tim_nyc/embedded_landcover",  # lulc_nyc's metrics written, tim_nyc's and buildings' not
+    "change": "{month}/change/buildings_nyc/mom/quicklook",  # the pair's change COGs written, its record not
+    "zonal": "{month}/zonal@*/tim_nyc",  # lulc_nyc's tables written in the unpublished build, the rest not
+    "report": "{month}/report@*/img",  # rendered, its first published file about to be written
+}
+PREDECESSOR = "2024-06"  # change needs the previous month's predictions (M-1) to do real work
 
 
 def kill_when(config: Path, month: str, prefect_home: Path, out_root: Path, ready, timeout_s: float = 600) -> None:
@@ -100,13 +113,85 @@ def kill_when(config: Path, month: str, prefect_home: Path, out_root: Path, read
     raise TimeoutError("kill point not reached in time")
 
 
-def kill_and_resume(config: Path, month: str, prefect_home: Path, out_root: Path) -> list[str]:
-    """Kill a run inside each stage in turn (the next run resumes it), then finish; stages killed."""
+def kill_at_mkdir(argv: list[str], prefect_home: Path, folder: Path, timeout_s: float = 600) -> None:
+    """Run ``argv`` under strace, which SIGKILLs the process that creates ``folder``; then SIGKILL
+    the rest of its process group (dask workers, a Prefect server) as a machine loss would."""
+    fd, name = tempfile.mkstemp(suffix=".strace")
+    os.close(fd)
+    log = Path(name)
+    cmd = [shutil.which("strace") or "strace", "-f", "-q", "-e", "signal=none", "-o", str(log),
+           "-P", str(folder), "-e", "trace=mkdir,mkdirat", "-e", "inject=mkdir,mkdirat:signal=KILL", *argv]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env(prefect_home), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout_s
+    try:
+        while time.time() < deadline:
+            ended = proc.poll() is not None
+            if f'"{folder}"' in log.read_text():  # strace logs the call it answered with SIGKILL
+                return
+            if ended:
+                raise RuntimeError(f"{' '.join(argv[1:3])} ended before creating {folder}; nothing to interrupt")
+            time.sleep(0.05)
+        raise TimeoutError(f"{folder} not created in time")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.unlink(missing_ok=True)
+
+
+def run_stage(stage: str, config: Path, month: str, prefect_home: Path) -> None:
+    """One stage's own command (``nyceo <stage> -m MONTH -c CONFIG``, no Prefect)."""
+    out = subprocess.run([NYCEO, stage, "-m", month, "-c", str(config)], cwd=REPO, env=env(prefect_home),
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"nyceo {stage} -m {month} failed:\n{out.stderr[-3000:]}")
+
+
+def mkdir_target(pattern: str, month: str, clean_root: Path, out_root: Path) -> Path:
+    """``pattern`` resolved in the uninterrupted run's tree, placed in ``out_root``."""
+    found = sorted(clean_root.glob(pattern.format(month=month)))
+    if len(found) != 1:
+        raise RuntimeError(f"{pattern} matches {len(found)} folders in {clean_root}, expected 1")
+    return out_root / found[0].relative_to(clean_root)
+
+
+def prepare_predecessor(config: Path, prefect_home: Path, adapter: str = "buildings_nyc") -> None:
+    """The previous month's stack and one adapter's predictions (what change needs), without Prefect."""
+    for args in (["acquire", "-m", PREDECESSOR], ["infer", "-m", PREDECESSOR, "-a", adapter]):
+        out = subprocess.run([NYCEO, *args, "-c", str(config)], cwd=REPO, env=env(prefect_home),
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"nyceo {' '.join(args)} failed:\n{out.stderr[-3000:]}")
+
+
+def kill_and_resume(config: Path, month: str, prefect_home: Path, out_root: Path, clean_root: Path | None = None,
+                    after_kill=None) -> list[str]:
+    """Kill a run inside each stage in turn (the next run resumes it), then finish; stages killed.
+    With ``clean_root`` (an uninterrupted run's tree) the later stages are killed too, each through its
+    own command (no Prefect server to start, which is what makes a `nyceo run` slow), after the mosaic
+    kill (resumed by `nyceo mosaic`, as the flow finishes it first), in the flow's order: evaluate, change
+    and zonal (each resumed by its own command, since zonal's key covers evaluate's and change's outputs
+    and report reads zonal's), then report. The final `nyceo run` resumes report and finds the rest
+    current. ``after_kill(stage)`` is called after each kill."""
     killed = []
-    for stage, ready in KILL_POINTS.items():
+    for stage, pattern in KILL_POINTS.items():
+        ready = first_file(pattern.format(month=month))
         if not ready(out_root):
             kill_when(config, month, prefect_home, out_root, ready)
             killed.append(stage)
+            if after_kill:
+                after_kill(stage)
+    if clean_root:  # the later stages' keys cover the month's COGs (report): mosaic finishes first, as in the flow
+        run_stage("mosaic", config, month, prefect_home)
+    for stage, pattern in (KILL_AT_MKDIR.items() if clean_root else ()):
+        argv = [NYCEO, stage, "-m", month, "-c", str(config)]
+        kill_at_mkdir(argv, prefect_home, mkdir_target(pattern, month, clean_root, out_root))
+        killed.append(stage)
+        if after_kill:
+            after_kill(stage)
+        if stage != "report":  # zonal's key covers evaluate's and change's outputs; report reads zonal's
+            run_stage(stage, config, month, prefect_home)
     run_month(config, month, prefect_home)
     return killed
 
@@ -139,8 +224,11 @@ def main() -> None:
     emb, home = work / "embedded", work / "prefect-home"
     cfg = make_config(REPO / args.config, work / "run", emb, args.tiny)
     other = make_config(REPO / args.config, work / "run", emb, args.tiny, EXECUTION_ONLY, name="execution-only")
+    prepare_predecessor(cfg, home)  # the previous month's predictions, so that change does real work
+    shutil.copytree(work / "run", work / "base", symlinks=True)
     run_month(cfg, args.month, home)  # warm-up: generates the embedded imagery once, not timed
     shutil.rmtree(work / "run")
+    shutil.copytree(work / "base", work / "run", symlinks=True)
     first = run_month(cfg, args.month, home)
     before = stat_all(work / "run")
     rerun = run_month(other, args.month, home)
@@ -157,8 +245,9 @@ def main() -> None:
         print(f"work dir: {work}")
         return
     (work / "run").rename(work / "clean")
+    (work / "base").rename(work / "run")
     t0 = time.perf_counter()
-    killed = kill_and_resume(cfg, args.month, home, work / "run")
+    killed = kill_and_resume(cfg, args.month, home, work / "run", clean_root=work / "clean")
     a, b = output_hashes(work / "clean"), output_hashes(work / "run")
     diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     print(f"killed inside {killed}; finished after {time.perf_counter() - t0:.1f} s in all")

@@ -307,6 +307,10 @@ class RunConfig(_Strict):
     lock_stale_s: float = Field(
         300.0, gt=0, description="A lock on another host whose heartbeat is older than this is broken.",
     )
+    memory_limit_gb: float | None = Field(
+        None, ge=0, description="Memory acquire/infer may use at peak: `nyceo run|acquire|infer` refuse a configuration "
+        "whose estimate (nyceo.memory) exceeds it. None = the memory available when the command starts; 0 = no check.",
+    )
 
 
 class ReferenceConfig(_Strict):

@@ -79,6 +79,16 @@ def write_json_atomic(dest: str, obj: Any, storage_options: dict[str, Any] | Non
     write_bytes_atomic(dest, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode(), storage_options)
 
 
+def missing_files(paths: list[str], storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Those of ``paths`` (local or URLs) that are not there, e.g. deleted by hand after a stage wrote them."""
+    out = []
+    for path in paths:
+        fs, p = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        if not fs.exists(p):
+            out.append(path)
+    return out
+
+
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

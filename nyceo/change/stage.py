@@ -25,7 +25,7 @@ from nyceo.change.noise import null_summary, thresholds_and_cdf
 from nyceo.change.pairs import PairChoice, StoreInfo, choose, current_store
 from nyceo.config import PipelineConfig
 from nyceo.infer.engine import Predictor
-from nyceo.io import write_json_atomic
+from nyceo.io import missing_files, write_json_atomic
 from nyceo.mosaic import layout as mlayout
 from nyceo.mosaic.stage import publish as publish_staged
 from nyceo.provenance import base_provenance
@@ -111,8 +111,13 @@ def expected_key(config: PipelineConfig, month: str, adapter: str, choice: PairC
 
 
 def pair_record(config: PipelineConfig, month: str, adapter: str, pair: str) -> dict[str, Any] | None:
-    return read_json(layout.out(config, layout.pair_rel(month, adapter, pair, "record.json")),
-                     mlayout.storage_options(config))
+    """The pair's record; its ``key`` is dropped when a file the record lists is gone (deleted by hand):
+    the pair is then rebuilt, not served as current."""
+    rec = read_json(layout.out(config, layout.pair_rel(month, adapter, pair, "record.json")),
+                    mlayout.storage_options(config))
+    if rec and missing_files([layout.out(config, r) for r in rec.get("files", [])], mlayout.storage_options(config)):
+        rec = {k: v for k, v in rec.items() if k != "key"}
+    return rec
 
 
 def _rels(month: str, adapter: str, pair: str, layers: list[str], slugs: list[str]) -> dict[tuple[str, str], str]:

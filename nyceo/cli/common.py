@@ -40,6 +40,17 @@ def exit_if_disk_full(exc: BaseException, what: str, output_root: str) -> None:
     raise typer.Exit(1) from None
 
 
+def check_memory_or_exit(cfg: PipelineConfig, stages: list[str], workers: int = 1) -> None:
+    """Refuse, before anything starts, a configuration whose estimated peak memory does not fit (exit 2)."""
+    from nyceo.memory import check_memory
+
+    try:
+        check_memory(cfg, stages, workers)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def split_names(csv: str | None) -> list[str] | None:
     """'a, b' -> ['a', 'b']; None or empty -> None (meaning: all)."""
     names = [n.strip() for n in (csv or "").split(",") if n.strip()]

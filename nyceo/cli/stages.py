@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from nyceo.cli.common import ConfigOpt, app, exit_if_disk_full, load_or_exit, nullcontext, split_names
+from nyceo.cli.common import (ConfigOpt, app, check_memory_or_exit, exit_if_disk_full, load_or_exit, nullcontext,
+                              split_names)
+from nyceo.memory import flow_workers
 
 
 def check_args_or_exit(cfg, *months: str) -> None:
@@ -57,6 +59,7 @@ def acquire_cmd(
 
     cfg = load_or_exit(config)
     check_args_or_exit(cfg, month)
+    check_memory_or_exit(cfg, ["acquire"], flow_workers(cfg) if parallel and not cfg.dask.scheduler_address else 1)
 
     from nyceo.acquire import AcquireError, run_acquire
     from nyceo.acquire.contract import damaged_blocks, invalidate_blocks
@@ -121,6 +124,7 @@ def infer_cmd(
 
     cfg = load_or_exit(config)
     check_args_or_exit(cfg, month)
+    check_memory_or_exit(cfg, ["infer"])
 
     from nyceo.infer import run_infer
     from nyceo.infer.store import StackStoreError
@@ -185,6 +189,8 @@ def run_cmd(
     cfg = load_or_exit(config)
     month = month or previous_month()
     check_args_or_exit(cfg, month)   # before Prefect starts a server (tens of seconds)
+    # acquire on this machine's dask workers unless a cluster is named; infer in this process
+    check_memory_or_exit(cfg, ["infer"] if cfg.dask.scheduler_address else ["acquire", "infer"], flow_workers(cfg))
 
     from flows.monthly import monthly_run
     from nyceo.cli.prefect_server import PrefectServerError, temporary_prefect_server

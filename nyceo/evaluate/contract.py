@@ -12,10 +12,10 @@ from nyceo.config import PipelineConfig
 from nyceo.contract import Stage, Status, Upstream
 from nyceo.evaluate import stage as S
 from nyceo.evaluate.reference import check_adapter, load_reference
-from nyceo.evaluate.report import write_all
+from nyceo.evaluate.report import output_names, write_all
 from nyceo.grid import Lattice
 from nyceo.infer.contract import published_pred
-from nyceo.io import join
+from nyceo.io import join, missing_files
 from nyceo.keys import digest
 from nyceo.provenance import base_provenance
 
@@ -28,11 +28,14 @@ def enabled(config: PipelineConfig) -> str | None:
 
 
 def stored_key(config: PipelineConfig, month: str, adapter: str, reference: str) -> str | None:
+    """The key of the pair's outputs; None when metrics.json or any other file of the pair is gone."""
+    out_dir = S.eval_dir(config, month, adapter, reference)
     try:
-        with fsspec.open(join(S.eval_dir(config, month, adapter, reference), "metrics.json"), "r") as f:
-            return json.load(f).get("key")
+        with fsspec.open(join(out_dir, "metrics.json"), "r") as f:
+            doc = json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+    return None if missing_files([join(out_dir, n) for n in output_names(doc)]) else doc.get("key")
 
 
 def evaluate_pair(config: PipelineConfig, month: str, adapter: str, reference: str,

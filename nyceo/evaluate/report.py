@@ -143,6 +143,12 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def output_names(doc: dict[str, Any]) -> list[str]:
+    """The files :func:`write_all` writes for a pair with metrics ``doc`` (besides metrics.json)."""
+    return ["confusion.png", "probes.csv", *(["sweep.csv", "sweep.png"] if "sweep" in doc else []),
+            "chips.parquet", "metrics.md"]
+
+
 def write_all(out_dir: str, doc: dict[str, Any], chip_rows: list[dict[str, Any]], chips: Any) -> list[str]:
     """Write every output of one pair; metrics.json last. Returns the paths written."""
     written = []

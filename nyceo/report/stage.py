@@ -10,6 +10,7 @@ symlink) when complete, like every versioned output. Self-contained: images besi
 from __future__ import annotations
 
 import base64
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from nyceo import __version__, paths, versioned
 from nyceo.config import PipelineConfig
 from nyceo.contract import Status
-from nyceo.io import is_remote, join, upload_file_atomic, write_bytes_atomic, write_json_atomic
+from nyceo.io import is_remote, join, missing_files, upload_file_atomic, write_bytes_atomic, write_json_atomic
 from nyceo.keys import CODE_VERSIONS, digest
 from nyceo.provenance import base_provenance, created_utc
 from nyceo.report.content import Content, gather, table_of
@@ -66,6 +67,18 @@ def inputs_key(config: PipelineConfig, month: str) -> str | None:
                    "zonal_settings": {"hazards": [h.model_dump(mode="json") for h in config.zonal.hazards]}})
 
 
+def published_files_missing(config: PipelineConfig, month: str) -> list[str]:
+    """Files of the published report (report.md, index.html, report.json and every file it lists) not there."""
+    base = versioned.resolve(report_dir(config, month))
+    if base is None:
+        return [join(report_dir(config, month), MANIFEST)]
+    try:
+        listed = json.loads(remote.read_bytes_or_none(join(base, MANIFEST)) or b"{}").get("files", [])
+    except json.JSONDecodeError:
+        listed = []
+    return missing_files([join(base, *f.split("/")) for f in sorted({"report.md", "index.html", MANIFEST, *listed})])
+
+
 def status(config: PipelineConfig, month: str) -> Status:
     from nyceo.zonal.stage import status as zonal_status
 
@@ -77,7 +90,11 @@ def status(config: PipelineConfig, month: str) -> Status:
     if key is None:
         return Status("blocked", reason="zonal tables of this month are not published (run zonal)", published_key=published)
     if published == key:
-        return Status("current", key=key, published_key=published)
+        gone = published_files_missing(config, month)
+        if not gone:
+            return Status("current", key=key, published_key=published)
+        return Status("partial", reason=f"{len(gone)} published file(s) gone (deleted by hand?), e.g. {gone[0]}; "
+                      "the next run rewrites them", key=key, published_key=published, detail={"missing": gone})
     return Status("stale" if published else "missing", key=key, published_key=published)
 
 
@@ -123,11 +140,13 @@ def run(config: PipelineConfig, month: str) -> dict[str, Any]:
         if config.report.embed_images:
             _embed(content, staging)
         html, md = render(config, month, st.key, content)
-        for f in sorted((staging / "img").glob("*")) if (staging / "img").is_dir() else []:
+        images = sorted((staging / "img").glob("*")) if (staging / "img").is_dir() else []
+        for f in images:
             upload_file_atomic(f, join(build, "img", f.name))
     write_bytes_atomic(join(build, "report.md"), md.encode())
     write_bytes_atomic(join(build, "index.html"), html.encode())
     write_json_atomic(join(build, MANIFEST), {"key": st.key, "inputs": content.inputs, "notes": content.notes,
+                                              "files": ["index.html", "report.md", *(f"img/{f.name}" for f in images)],
                                               "provenance": base_provenance(config, "report", month=month, inputs_key=st.key)})
     versioned.publish(final, st.key, companions=())
     remove_other_versions(final, st.key)

@@ -20,14 +20,14 @@ from nyceo import versioned
 from nyceo.config import PipelineConfig
 from nyceo.contract import Status
 from nyceo.infer.contract import published_pred
-from nyceo.io import join, write_json_atomic
+from nyceo.io import join, missing_files, write_json_atomic
 from nyceo.keys import CODE_VERSIONS, digest
 from nyceo.provenance import base_provenance
 from nyceo.zonal import accuracy, change
 from nyceo.zonal.coverage import Compact, RasterGrid, load_or_compute
 from nyceo.zonal.engine import Groups, class_area_table
 from nyceo.zonal.layers import ZoneLayer, all_layers, layer_file_hashes
-from nyceo.zonal.outputs import MANIFEST, cache_dir, done, write_table, zonal_dir
+from nyceo.zonal.outputs import MANIFEST, cache_dir, done, read_manifest, write_table, zonal_dir
 from nyceo.zonal.remote import exists, is_file, relative, remove_other_versions, sha256_of
 
 log = logging.getLogger("nyceo.zonal")
@@ -101,12 +101,25 @@ def status(config: PipelineConfig, month: str) -> Status:
         return Status("blocked", reason="no prediction store published for this month (run infer)",
                       published_key=published)
     if published == key:
-        return Status("current", key=key, published_key=published)
+        gone = published_files_missing(config, month)
+        if not gone:
+            return Status("current", key=key, published_key=published)
+        return Status("partial", reason=f"{len(gone)} published file(s) gone (deleted by hand?), e.g. {gone[0]}; "
+                      "the next run rewrites them", key=key, published_key=published, detail={"missing": gone})
     building = exists(versioned.version_path(final, key))
     if published:
         return Status("stale", reason="inputs changed since the published tables", key=key,
                       published_key=published, rebuilding=building)
     return Status("partial" if building else "missing", key=key)
+
+
+def published_files_missing(config: PipelineConfig, month: str) -> list[str]:
+    """Files of the published tables (zonal.json and every file it lists) that are not there."""
+    base = versioned.resolve(zonal_dir(config, month))
+    manifest = read_manifest(config, month)
+    if base is None or manifest is None:
+        return [join(base or zonal_dir(config, month), MANIFEST)]
+    return missing_files([join(base, *f.split("/")) for f in manifest.get("files", [])])
 
 
 @dataclass
