@@ -87,6 +87,14 @@ class Status:
                 **({"detail": self.detail} if self.detail else {})}
 
 
+def published_status(key: str, published: str | None, gone: list[str]) -> Status:
+    """The status of outputs published under ``key``: current, or partial when files are ``gone``."""
+    if not gone:
+        return Status("current", key=key, published_key=published)
+    return Status("partial", reason=f"{len(gone)} published file(s) gone (deleted by hand?), e.g. {gone[0]}; "
+                  "the next run rewrites them", key=key, published_key=published, detail={"missing": gone})
+
+
 StatusFn = Callable[[PipelineConfig, str], Status]
 KeyFn = Callable[[PipelineConfig, str], "str | None"]
 RunFn = Callable[[PipelineConfig, str], dict[str, Any]]

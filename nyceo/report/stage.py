@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from nyceo import __version__, paths, versioned
 from nyceo.config import PipelineConfig
-from nyceo.contract import Status
+from nyceo.contract import Status, published_status
 from nyceo.io import is_remote, join, missing_files, upload_file_atomic, write_bytes_atomic, write_json_atomic
 from nyceo.keys import CODE_VERSIONS, digest
 from nyceo.provenance import base_provenance, created_utc
@@ -90,11 +90,7 @@ def status(config: PipelineConfig, month: str) -> Status:
     if key is None:
         return Status("blocked", reason="zonal tables of this month are not published (run zonal)", published_key=published)
     if published == key:
-        gone = published_files_missing(config, month)
-        if not gone:
-            return Status("current", key=key, published_key=published)
-        return Status("partial", reason=f"{len(gone)} published file(s) gone (deleted by hand?), e.g. {gone[0]}; "
-                      "the next run rewrites them", key=key, published_key=published, detail={"missing": gone})
+        return published_status(key, published, published_files_missing(config, month))
     return Status("stale" if published else "missing", key=key, published_key=published)
 
 

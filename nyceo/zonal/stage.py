@@ -18,7 +18,7 @@ import pandas as pd
 
 from nyceo import versioned
 from nyceo.config import PipelineConfig
-from nyceo.contract import Status
+from nyceo.contract import Status, published_status
 from nyceo.infer.contract import published_pred
 from nyceo.io import join, missing_files, write_json_atomic
 from nyceo.keys import CODE_VERSIONS, digest
@@ -101,11 +101,7 @@ def status(config: PipelineConfig, month: str) -> Status:
         return Status("blocked", reason="no prediction store published for this month (run infer)",
                       published_key=published)
     if published == key:
-        gone = published_files_missing(config, month)
-        if not gone:
-            return Status("current", key=key, published_key=published)
-        return Status("partial", reason=f"{len(gone)} published file(s) gone (deleted by hand?), e.g. {gone[0]}; "
-                      "the next run rewrites them", key=key, published_key=published, detail={"missing": gone})
+        return published_status(key, published, published_files_missing(config, month))
     building = exists(versioned.version_path(final, key))
     if published:
         return Status("stale", reason="inputs changed since the published tables", key=key,
