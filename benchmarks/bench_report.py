@@ -124,9 +124,11 @@ def _zonal_rows(z: dict) -> list[Row]:
         for key, label in (("first", "first month (coverage computed)"), ("cached", "second month (coverage reused)")):
             note = ""
             if key == "first" and "coverage_pass_s" in z:
-                note = (f"; exactextract's coverage pass alone takes {z['coverage_pass_s']:.2f} s = "
-                        f"{z['coverage_pass_s'] / t['reference_s']:.2f} × rasterstats' whole run, so ≥ 5 × is out of "
-                        "reach on a first month with exact fractional coverage")
+                floor = z["coverage_pass_s"] + t["cached_s"]
+                note = (f"; floor: exactextract's coverage pass alone {z['coverage_pass_s']:.2f} s "
+                        f"({z['coverage_pass_s'] / t['reference_s']:.2f} × rasterstats' whole run) + a second month's "
+                        f"{t['cached_s']:.2f} s = {floor:.2f} s, above the {t['reference_s'] / 5:.2f} s that ≥ 5 × needs"
+                        if floor > t["reference_s"] / 5 else "")
             r = t[f"ratio_{key}"]
             rows.append(Row(f"Zonal {what}, {z['n_polygons']} NTAs, {label} vs rasterstats `zonal_stats`{note}",
                             f"{t[f'{key}_s']:.3f} s", f"{t['reference_s']:.3f} s", r, "speed-up reference ÷ ours",
