@@ -88,11 +88,7 @@ def _rows(f: dict) -> list[Row]:
                         f"{c['mb'] / c['ours_s']:.0f} MB/s", f"{c['mb'] / c['reference_s']:.0f} MB/s", c["ratio"],
                         "throughput ours ÷ reference", "≥ 0.8", c["ratio"] >= 0.8))
     if z := f.get("zonal"):
-        for key, label in (("first", "first month (coverage computed)"), ("cached", "cached month (coverage reused)")):
-            r = z[f"ratio_{key}"]
-            rows.append(Row(f"Zonal class areas, {z['n_polygons']} NTAs, {label} vs rasterstats `zonal_stats`",
-                            f"{z[f'{key}_s']:.2f} s", f"{z['reference_s']:.2f} s", r, "speed-up reference ÷ ours",
-                            "≥ 5", r >= 5))
+        rows += _zonal_rows(z)
     if e := f.get("evaluate"):
         rows.append(Row(f"Evaluation, city raster ({e['chips']} chips): per chip + borough + Olofsson vs one sklearn "
                         "confusion matrix", f"{e['ours_s']:.2f} s", f"{e['reference_s']:.2f} s", e["ratio"],
@@ -115,6 +111,31 @@ def _rows(f: dict) -> list[Row]:
         rows.append(Row("Scaling, peak RSS of the same two runs", f"{runs[-1]['peak_rss_mb']:.0f} MB",
                         f"{runs[0]['peak_rss_mb']:.0f} MB", sm["memory_ratio"], "larger ÷ smaller area",
                         "0.90–1.10", 0.90 <= sm["memory_ratio"] <= 1.10))
+    return rows
+
+
+def _zonal_rows(z: dict) -> list[Row]:
+    """Class areas (and, when measured, class + probability-weighted areas): first and cached month vs
+    rasterstats, second ÷ first; the first-month row names exactextract's coverage pass alone, the floor."""
+    rows: list[Row] = []
+    tables = [("class areas", z)] + ([("class + probability-weighted areas", z["with_probability"])]
+                                     if "with_probability" in z else [])
+    for what, t in tables:
+        for key, label in (("first", "first month (coverage computed)"), ("cached", "second month (coverage reused)")):
+            note = ""
+            if key == "first" and "coverage_pass_s" in z:
+                floor = z["coverage_pass_s"] + t["cached_s"]
+                note = (f"; floor: exactextract's coverage pass alone {z['coverage_pass_s']:.2f} s "
+                        f"({z['coverage_pass_s'] / t['reference_s']:.2f} × rasterstats' whole run) + a second month's "
+                        f"{t['cached_s']:.2f} s = {floor:.2f} s, above the {t['reference_s'] / 5:.2f} s that ≥ 5 × needs"
+                        if floor > t["reference_s"] / 5 else "")
+            r = t[f"ratio_{key}"]
+            rows.append(Row(f"Zonal {what}, {z['n_polygons']} NTAs, {label} vs rasterstats `zonal_stats`{note}",
+                            f"{t[f'{key}_s']:.3f} s", f"{t['reference_s']:.3f} s", r, "speed-up reference ÷ ours",
+                            "≥ 5", r >= 5))
+        if "second_over_first" in t:
+            rows.append(Row(f"Zonal {what}, second month (coverage reused) vs first month", f"{t['cached_s']:.3f} s",
+                            f"{t['first_s']:.3f} s", t["second_over_first"], "time second ÷ first", "— (informative)", None))
     return rows
 
 

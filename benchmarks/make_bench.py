@@ -36,7 +36,7 @@ BENCHES: dict[str, list[str]] = {
     "infer": ["infer_bench.py", "--repeats", "1", "--raw-batches", "2", "--skip", "memory"],
     "model": ["model_bench.py", "--out", "{work}/model", "--mem-only"],
     "mosaic": ["mosaic_bench.py", "--repeats", "3"],
-    "zonal": ["zonal_bench.py", "--repeats", "1"],
+    "zonal": ["zonal_bench.py", "--repeats", "3"],  # class and probability tables, ~30 s
     "evaluate": ["evaluate_bench.py", "--repeats", "2"],
     # three areas up to half the city (119 of 232 chips): the city alone takes ~6-20 min here, with the load
     "scaling": ["scaling_bench.py", "--areas", "Manhattan;Manhattan,Bronx;Manhattan,Bronx,Brooklyn", "--work", "{work}/scaling",

@@ -22,7 +22,7 @@ CODE_VERSIONS: dict[str, str] = {
     "acquire": "1",
     "infer": "3",  # 2: TiM tokens seeded per window (not per batch); 3: float32 matmuls really float32
     "mosaic": "1",
-    "zonal": "1",
+    "zonal": "2",  # 2: exact float64 sums from the interior/edge coverage (p-weighted areas and NDVI means were float32-accumulated)
     "report": "2",  # 2: trained demo adapters are not called untrained
 }
 

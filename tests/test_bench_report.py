@@ -44,6 +44,25 @@ def test_performance_page_rows_ratios_targets_and_machine() -> None:
     assert "No GPU on this machine" in page and "scaling.png" in page
 
 
+def _zonal(ref: float, first: float, cached: float) -> dict:
+    return {"reference_s": ref, "first_s": first, "cached_s": cached, "ratio_first": ref / first,
+            "ratio_cached": ref / cached, "second_over_first": cached / first}
+
+
+def test_zonal_rows_both_tables_both_months_and_the_coverage_pass_floor() -> None:
+    z = {**_zonal(0.5, 0.9, 0.06), "with_probability": _zonal(3.0, 1.2, 0.3), "n_polygons": 262,
+         "coverage_pass_s": 0.45, "probability": True}
+    lines = [ln for ln in render_performance(META, {"zonal": z}).splitlines() if ln.startswith("| Zonal")]
+    assert len(lines) == 6
+    first, cached, second = lines[:3]
+    assert "first month" in first and "pass alone 0.45 s (0.90 × rasterstats' whole run) + a second month's 0.06 s = 0.51 s, " \
+        "above the 0.10 s" in first
+    assert "| 0.900 s | 0.500 s | 0.56 |" in first and first.endswith("| ≥ 5 | **no** |")
+    assert "| 0.060 s | 0.500 s | 8.33 |" in cached and cached.endswith("| ≥ 5 | yes |")
+    assert "| 0.07 | time second ÷ first |" in second and second.endswith("| — |")
+    assert "probability-weighted" in lines[4] and "| 10.00 |" in lines[4] and lines[4].endswith("| yes |")
+
+
 def test_backfill_from_measured_per_chip_figures() -> None:
     s = scaling()
     b = backfill(s)

@@ -105,7 +105,7 @@ def test_zonal_on_s3_equals_local_and_is_published_by_pointer(runs):
     for rel in ("zonal.json", "lulc_nyc/borough.parquet", "lulc_nyc/borough.csv", "heat/lulc_nyc_100m.tif",
                 "exposure/shoreline_300m_borough.parquet"):
         assert f"nyceo-test/zonal/{MONTH}/zonal@{key16}/{rel}" in names, rel
-    assert any(n.startswith("nyceo-test/zonal/zonal_cache/borough@") and n.endswith(".npz") for n in names)
+    assert any(n.startswith("nyceo-test/zonal/zonal_cache/borough@") and n.endswith(".coverage") for n in names)
     assert not any(n.endswith(".tmp") for n in names), "no temporary object left behind"
     s3_t, local_t = read_table(cfg, MONTH, "lulc_nyc/borough.csv"), read_table(local, MONTH, "lulc_nyc/borough.csv")
     cols = [c for c in s3_t.columns if c.endswith(("_km2", "_share"))]

@@ -92,7 +92,11 @@ def change_areas(config: PipelineConfig, month: str, adapter: str, grid: RasterG
         except rasterio.errors.RasterioIOError as exc:
             log.warning("change raster %s unreadable (%s); its areas are omitted", path, exc)
             continue
-        v = compact.gather(codes)
-        for code in np.unique(v[v != NODATA]):
-            cols[f"change_{pair}_{_slug(names.get(int(code), f'code{int(code)}'))}_km2"] = compact.sums(v == code) * km2
-    return pd.DataFrame(cols, index=pd.RangeIndex(compact.matrix.shape[0]))
+        if codes.dtype != np.uint8:
+            log.warning("change raster %s is %s, not uint8 transition codes; its areas are omitted", path, codes.dtype)
+            continue
+        hist = compact.histograms(compact.gather(codes)) * km2
+        for code in np.flatnonzero(hist.sum(axis=0)):  # the codes found in the zones (every entry weighs > 0)
+            if code != NODATA:
+                cols[f"change_{pair}_{_slug(names.get(int(code), f'code{int(code)}'))}_km2"] = hist[:, code]
+    return pd.DataFrame(cols, index=pd.RangeIndex(compact.n_zones))

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from nyceo.zonal.accuracy import ErrorMatrix, adjusted_shares
 from nyceo.zonal.coverage import Compact, RasterGrid
 
 NODATA = 255
 PROB_SCALE = 254.0
-P_LUT = np.where(np.arange(256) == NODATA, 0.0, np.arange(256) / PROB_SCALE).astype(np.float32)  # u8 -> p
+P_VALUE = np.where(np.arange(256) == NODATA, 0.0, np.arange(256) / PROB_SCALE)  # u8 -> p (float64)
 
 
 @dataclass(frozen=True)
@@ -38,22 +37,24 @@ class Groups:
 def class_area_table(compact: Compact, grid: RasterGrid, class_map: np.ndarray, classes: list[str],
                      probability: dict[str, np.ndarray] | None, groups: Groups,
                      error_matrix: ErrorMatrix | None = None, ci_level: float = 0.95) -> pd.DataFrame:
-    """Per-zone areas (km²) and shares of each class (see the module docstring for the columns)."""
+    """Per-zone areas (km²) and shares of each class (see the module docstring for the columns).
+
+    Each layer (the class map, each probability layer) costs one gather at the coverage's pixels and
+    one 256-bin histogram per zone; the columns are sums and dot products of those histograms."""
     km2 = grid.pixel_area_m2 / 1e6
     n = len(classes)
-    cm = compact.gather(class_map)
-    codes = np.where(cm < n, cm, n)  # 255 (nodata) and any value outside the class list -> not mapped
-    per_code = compact.code_sums(codes, n + 1) * km2
-    mapped = per_code[:, :n].sum(axis=1)
-    out: dict[str, np.ndarray] = {"zone_km2": per_code.sum(axis=1), "mapped_km2": mapped, "nodata_km2": per_code[:, n]}
+    hist = compact.histograms(compact.gather(_uint8(class_map, "class_map"))) * km2
+    per_class = hist[:, :n]  # values 255 (nodata) and any outside the class list are not mapped
+    mapped, nodata = per_class.sum(axis=1), hist[:, n:].sum(axis=1)
+    out: dict[str, np.ndarray] = {"zone_km2": mapped + nodata, "mapped_km2": mapped, "nodata_km2": nodata}
     with np.errstate(invalid="ignore", divide="ignore"):
         for k, name in enumerate(classes):
-            out[f"{name}_km2"] = per_code[:, k]
-            out[f"{name}_share"] = out[f"{name}_km2"] / mapped
-        for k, name in enumerate(classes):
+            out[f"{name}_km2"] = per_class[:, k]
+            out[f"{name}_share"] = per_class[:, k] / mapped
+        for name in classes:
             if probability is not None and name in probability:
-                p = P_LUT[compact.gather(probability[name])]
-                out[f"{name}_p_km2"] = compact.sums(p) * km2
+                p_hist = compact.histograms(compact.gather(_uint8(probability[name], f"probability[{name}]")))
+                out[f"{name}_p_km2"] = (p_hist @ P_VALUE) * km2
         for group, members in (("impervious", groups.impervious), ("vegetation", groups.vegetation)):
             present = [c for c in members if c in classes]
             if present:
@@ -66,6 +67,12 @@ def class_area_table(compact: Compact, grid: RasterGrid, class_map: np.ndarray, 
         for k, name in enumerate(classes):
             table[f"{name}_share_adj"], table[f"{name}_share_lo"], table[f"{name}_share_hi"] = est[:, k], lo[:, k], hi[:, k]
     return table
+
+
+def _uint8(raster: np.ndarray, what: str) -> np.ndarray:
+    if raster.dtype != np.uint8:
+        raise TypeError(f"zonal {what} must be uint8 (the prediction store's dtype), got {raster.dtype}")
+    return raster
 
 
 def read_prediction(store, classes: list[str], wanted_prob: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

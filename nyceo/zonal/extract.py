@@ -85,12 +85,8 @@ class _ArrayWriter(Writer):
         return self
 
 
-def coverage_entries(geoms: np.ndarray, transform, height_px: int, width_px: int,
-                     srs_wkt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(entries per zone, flat pixel index, fraction) of every pixel each polygon covers, zone-major.
-
-    ``geoms``: shapely polygons in the grid CRS; ``transform``: the grid's north-up affine. Pixel
-    indices are int32 when the grid has fewer than 2**31 pixels; fractions float32 (all > 0)."""
+def _extract(geoms: np.ndarray, transform, height_px: int, width_px: int, srs_wkt: str) -> tuple[_ArrayWriter, np.ndarray]:
+    """exactextract's per-feature arrays and the zone order (already in order: the sort is a no-op)."""
     t = transform
     bounds = dict(xmin=t.c, ymin=t.f + height_px * t.e, xmax=t.c + width_px * t.a, ymax=t.f)
     # the values are never read by cell_id / coverage; a broadcast view costs no memory
@@ -99,7 +95,16 @@ def coverage_entries(geoms: np.ndarray, transform, height_px: int, width_px: int
     writer = _ArrayWriter()
     exact_extract(src, _WkbSource(list(shapely.to_wkb(geoms)), srs_wkt), ["cell_id", "coverage"],
                   include_cols=[ZONE], output=writer)
-    order = np.argsort(np.asarray(writer.zones, dtype=np.int64), kind="stable")  # already in order: a no-op
+    return writer, np.argsort(np.asarray(writer.zones, dtype=np.int64), kind="stable")
+
+
+def coverage_entries(geoms: np.ndarray, transform, height_px: int, width_px: int,
+                     srs_wkt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(entries per zone, flat pixel index, fraction) of every pixel each polygon covers, zone-major.
+
+    ``geoms``: shapely polygons in the grid CRS; ``transform``: the grid's north-up affine. Pixel
+    indices are int32 when the grid has fewer than 2**31 pixels; fractions float32 (all > 0)."""
+    writer, order = _extract(geoms, transform, height_px, width_px, srs_wkt)
     index_dtype = np.int32 if height_px * width_px < 2**31 else np.int64
     cells = _concat([writer.cells[i] for i in order], index_dtype)
     fractions = _concat([writer.fractions[i] for i in order], np.float32)
@@ -110,6 +115,26 @@ def coverage_entries(geoms: np.ndarray, transform, height_px: int, width_px: int
         counts = np.bincount(zones, minlength=len(counts)).astype(np.int64)
         cells, fractions = cells[keep], fractions[keep]
     return counts, cells, fractions
+
+
+def coverage_parts(geoms: np.ndarray, transform, height_px: int, width_px: int, srs_wkt: str) -> dict[str, np.ndarray]:
+    """The same entries split per zone while they are collected (no pass over all entries afterwards):
+    ``inner_counts`` / ``inner_cells`` (fraction exactly 1; pixel indices int32 when the grid has fewer
+    than 2**31 pixels) and ``edge_counts`` /
+    ``edge_cells`` / ``edge_fractions`` (0 < fraction < 1, float32), each zone-major."""
+    writer, order = _extract(geoms, transform, height_px, width_px, srs_wkt)
+    index_dtype = np.int32 if height_px * width_px < 2**31 else np.int64
+    inner, edge, frac = [], [], []
+    for i in order:
+        cells, fractions = writer.cells[i], writer.fractions[i]
+        full = fractions >= 1
+        part = ~full & (fractions > 0)
+        inner.append(cells[full])
+        edge.append(cells[part])
+        frac.append(fractions[part])
+    return {"inner_counts": np.array([len(a) for a in inner], dtype=np.int64), "inner_cells": _concat(inner, index_dtype),
+            "edge_counts": np.array([len(a) for a in edge], dtype=np.int64), "edge_cells": _concat(edge, index_dtype),
+            "edge_fractions": _concat(frac, np.float32)}
 
 
 def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
