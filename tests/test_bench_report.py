@@ -93,3 +93,23 @@ def test_make_bench_knows_every_table_benchmark_and_the_machine() -> None:
     assert {"acquire", "infer", "model", "mosaic", "zonal", "rerun", "scaling"} <= set(BENCHES)
     m = machine()
     assert int(m["cores"]) >= 1 and float(m["ram_gib"]) > 0 and m["cpu"] and m["commit"]
+
+
+def test_scaling_compares_the_city_with_the_largest_borough_in_wall_and_cpu_time() -> None:
+    runs = [run("Manhattan", 32, 4.0, 50.0, 3800.0), run("Queens", 92, 8.0, 200.0, 4600.0),
+            run("city", 232, 20.0, 500.0, 4900.0)]
+    runs[-1]["acquire_cpu_s"], runs[-1]["infer_cpu_s"] = 20.0, 480.0  # CPU differs from wall
+    for r, mpx in zip(runs, (2.1, 5.0, 5.0)):
+        r["max_block_read_mpx"] = mpx
+    sm = summarize(runs)
+    assert sm["reference"] == "Queens"  # the largest single borough, not the smallest area
+    assert abs(sm["linearity"] - (520 / 208) / (232 / 92)) < 1e-12
+    assert abs(sm["cpu_linearity"] - (500 / 208) / (232 / 92)) < 1e-12
+    assert abs(sm["memory_ratio"] - 4900 / 4600) < 1e-12
+    s = {"month": "2024-07", "runs": runs, "summary": sm, "city_chips": 232}
+    rows = [ln for ln in render_performance(META, {"scaling": s}).splitlines() if ln.startswith("| Scaling")]
+    assert len(rows) == 3 and "city (232 chips) vs Queens (92 chips)" in rows[0]
+    assert "| 0.99 |" in rows[0] and "| 0.95 |" in rows[1] and "| 1.07 |" in rows[2]
+    assert all(r.endswith("| yes |") for r in rows)
+    doc = render_scaling(META, s)
+    assert "city vs Queens" in doc and "| 2.1 |" in doc and "largest inference block" in doc
