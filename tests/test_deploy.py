@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import free_port, write_config
 
@@ -108,7 +109,6 @@ def test_deploy_all_and_run_monthly_on_a_worker(deployed, tmp_path):
     assert (tmp_path / "outputs" / "grid" / "chips.parquet").is_file()
 
 
-@pytest.mark.slow  # ~60-75 s: two worker processes, acquire, the infer flow run (model load + one block), mosaic
 def test_monthly_hands_inference_to_a_gpu_pool_worker_and_continues_to_mosaic(deployed, tmp_path):
     """The production route: nyc-monthly (nyc-cpu worker) -> run_deployment(nyc-infer) -> a nyc-gpu worker
     predicts and publishes the stores -> the monthly flow continues to mosaic. Two real process workers."""
@@ -119,9 +119,12 @@ def test_monthly_hands_inference_to_a_gpu_pool_worker_and_continues_to_mosaic(de
 
     api, env = deployed
     env = {**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}  # default 10 s: the test would mostly wait
-    # two Staten Island chips in one block: one block to acquire, predict and mosaic
+    # two Staten Island chips in one block (one block to acquire, predict and mosaic) and two adapters
+    # (buildings, lulc: TiM's token generation would triple the infer run's time)
+    adapters = yaml.safe_load((REPO / "configs/demo.yaml").read_text())["infer"]["adapters"]
     cfg_path = write_config(tmp_path, grid=TINY["grid"], catalog=TINY["catalog"], dask={"n_workers": 1},
-                            acquire={"chip_ids": ["r0232_c0254", "r0232_c0255"]})
+                            acquire={"chip_ids": ["r0232_c0254", "r0232_c0255"]},
+                            infer={"adapters": {a: adapters[a] for a in ("buildings_nyc", "lulc_nyc")}})
     month, wanted = "2024-07", ["grid", "acquire", "infer", "mosaic"]
     params = {"month": month, "config_path": str(cfg_path), "stages": wanted, "infer_deployment": "nyc-infer/nyc-infer"}
     out = cli(env, "deployment", "run", "nyc-monthly/nyc-monthly", "--params", json.dumps(params))
