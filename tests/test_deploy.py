@@ -132,7 +132,8 @@ def test_monthly_hands_inference_to_a_gpu_pool_worker_and_continues_to_mosaic(de
     gpu_log = tmp_path / "gpu-worker.log"
     with open(gpu_log, "w") as log:
         gpu = subprocess.Popen([PREFECT, "worker", "start", "--pool", "nyc-gpu", "--name", "gpu-worker-test"],
-                               env={**env, "PREFECT_LOGGING_LEVEL": "INFO"}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                               env={**env, "PREFECT_LOGGING_LEVEL": "INFO"}, cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
         cli(env, "worker", "start", "--pool", "nyc-cpu", "--name", "cpu-worker-test", "--run-once", timeout=400)
         state = wait_final(api, run_id)
@@ -142,7 +143,8 @@ def test_monthly_hands_inference_to_a_gpu_pool_worker_and_continues_to_mosaic(de
     assert state["type"] == "COMPLETED", (state, gpu_log.read_text()[-3000:])
 
     infer_dep = httpx.get(f"{api}/deployments/name/nyc-infer/nyc-infer").json()
-    runs = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [infer_dep["id"]]}}}).json()
+    query = {"flow_runs": {"deployment_id": {"any_": [infer_dep["id"]]}}}
+    runs = httpx.post(f"{api}/flow_runs/filter", json=query).json()
     assert len(runs) == 1, runs
     infer_run = runs[0]
     assert infer_run["work_pool_name"] == "nyc-gpu" and infer_run["state"]["type"] == "COMPLETED", infer_run
