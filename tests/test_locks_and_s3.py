@@ -1,6 +1,6 @@
 """Per-(output root, month, stage) locks on local disk and S3 (moto on 127.0.0.1), two `nyceo run`
-of the same new month at once (issue 10 defect 4), and the whole monthly flow with run.output_root
-on S3 (issue 9)."""
+of the same new month at once (issue 10 defect 4), the whole monthly flow with run.output_root
+on S3 (issue 9), and two monthly runs of a new month at once with run.output_root on S3 (issue 15)."""
 
 from __future__ import annotations
 
@@ -27,13 +27,20 @@ MONTH = "2024-07"
 HOLD = ("import sys, time; from nyceo.config import load_config; from nyceo.locks import stage_lock\n"
         "with stage_lock(load_config(sys.argv[1]), '2024-07', 'infer'):\n"
         "    print('held', flush=True); time.sleep(600)")
+# One monthly flow run in its own process, on its own temporary Prefect server (as `nyceo run` does).
+RUN = ("import json, sys; from flows.monthly import monthly_run\n"
+       "from nyceo.cli.prefect_server import temporary_prefect_server\n"
+       "with temporary_prefect_server():\n"
+       "    summary = monthly_run(month=sys.argv[2], config_path=sys.argv[1], stages=sys.argv[3].split(','))\n"
+       "print('SUMMARY ' + json.dumps(summary, default=str))")
 
 
-def tiny_config(root: Path, emb: Path, output_root: str | None = None, **run: object) -> Path:
+def tiny_config(root: Path, emb: Path, output_root: str | None = None, sections: dict | None = None,
+                **run: object) -> Path:
     raw = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
     raw["run"].update(output_root=output_root or str(root / "outputs"), **run)
     raw["catalog"]["embedded_root"] = str(emb)
-    for key, values in TINY.items():
+    for key, values in [*TINY.items(), *(sections or {}).items()]:
         raw.setdefault(key, {}).update(values)
     raw["change"] = {**raw.get("change", {}), "enabled": False}  # one month: no pair to compare
     raw.pop("train", None)  # the seeded untrained demo adapters (training has its own tests)
@@ -170,3 +177,55 @@ def test_monthly_flow_with_output_root_on_s3(s3, tmp_path, prefect_api):
     after = {n: fs.info(n)["ETag"] for n in fs.find("nyceo-test/out")
              if "/.locks/" not in n and not n.endswith("run_summary.json")}
     assert after == before
+
+
+def s3_etags(fs, root: str) -> dict[str, str]:
+    """{object name under root: ETag} of the outputs (not the run summary, which holds timings)."""
+    fs.invalidate_cache()
+    return {n[len(root):]: fs.info(n)["ETag"] for n in fs.find(root) if not n.endswith("/run_summary.json")}
+
+
+@pytest.mark.slow  # a reference run in-process, then two runs at once in their own processes
+def test_two_runs_of_a_new_month_at_once_on_s3(s3, tmp_path, prefect_api, monkeypatch):
+    """Two monthly runs of the same new month started at once, output root on S3 (moto): both finish,
+    each stage is built by one of them (the other waits on the S3 lock, then finds it current), the
+    objects equal a single run's (ETags: MD5 of the bytes), and no lock object is left behind."""
+    import fsspec
+
+    from flows.monthly import monthly_run
+
+    stages = ["grid", "acquire", "infer", "mosaic"]
+    buildings = yaml.safe_load((REPO / "configs/demo.yaml").read_text())["infer"]["adapters"]["buildings_nyc"]
+    cfg = tiny_config(tmp_path, tmp_path / "emb", output_root="s3://nyceo-test/twice",
+                      storage_options={"endpoint_url": s3},
+                      sections={"acquire": {"chip_ids": ["r0232_c0254", "r0232_c0255"]},  # one block
+                                "infer": {"adapters": {"buildings_nyc": buildings}},  # one model to load
+                                "dask": {"n_workers": 1}})
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1720000000")  # reproducible provenance timestamps
+    single = monthly_run(month=MONTH, config_path=str(cfg), stages=stages)
+    assert single["status"] == "done" and not any(single["stages"][n]["cached"] for n in stages), single["stages"]
+    fs, _ = fsspec.core.url_to_fs("s3://nyceo-test", endpoint_url=s3)
+    root = "nyceo-test/twice/"
+    reference = s3_etags(fs, root)
+    assert any("/pred/buildings_nyc@" in n for n in reference) and any(n.endswith("/nyc.tif") for n in reference)
+    assert not [n for n in reference if "/.locks/" in n]
+    fs.rm(root, recursive=True)  # the same month is new again: no grid, stack, predictions, COGs
+    fs.invalidate_cache()
+    assert not fs.find(root)
+
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / f"ph{i}"), "PREFECT_LOGGING_LEVEL": "WARNING"}
+        procs.append(subprocess.Popen([sys.executable, "-c", RUN, str(cfg), MONTH, ",".join(stages)], cwd=REPO,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-3000:] for o in outs]
+    summaries = [json.loads(o[0].split("SUMMARY ", 1)[1]) for o in outs]
+    for name in stages:  # built once: the other run waited on the lock, then found it current
+        assert sorted(s["stages"][name]["cached"] for s in summaries) == [False, True], (name, summaries)
+    assert [s["stages"]["infer"].get("ran_on") for s in summaries].count("local") == 1
+    after = s3_etags(fs, root)
+    assert not [n for n in after if "/.locks/" in n], "lock objects left behind"
+    assert after == reference  # the same objects with the same bytes as the single run
+    assert {n: st.state for n, st in contract.month_status(load_config(cfg), MONTH, stages).items()} == \
+        dict.fromkeys(stages, "current")
