@@ -222,6 +222,11 @@ class InferConfig(_Strict):
         "(memory: base + one head + all LoRA).",
     )
     tta_flips: bool = Field(False, description="Flip test-time augmentation (4 flips of y/x, averaged).")
+    deployment_pickup_timeout_s: float = Field(
+        900.0, gt=0, description="With the monthly flow's infer_deployment: how long a run of that deployment "
+        "may wait for a worker of its pool to start it before it is cancelled and the stage fails naming the "
+        "pool (no limit once a worker runs it).",
+    )
     # --- tiled engine (nyceo/infer) ---
     block_size_chips: int | None = Field(
         None, gt=0, description="Inference block edge in chips (None = grid.block_size_chips). Memory of the "

@@ -98,7 +98,7 @@ def infer_settings(config: PipelineConfig, adapter: str) -> dict[str, Any]:
     In: overlap, blend taper/floor, TTA, nodata policy, fill fallback, autocast dtype (amp_dtype,
     cpu_amp), SDPA, the base weights (sha256 pin, or the random-base seed), TiM sampling (TiM only).
     Out: batch_size, cpu_threads, prefetch_blocks, block_size_chips, heads_resident, device,
-    hf_cache_dir, offline, require_sha256.
+    hf_cache_dir, offline, require_sha256, deployment_pickup_timeout_s.
     """
     inf = config.infer
     out: dict[str, Any] = {

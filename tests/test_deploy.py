@@ -163,3 +163,34 @@ def test_monthly_hands_inference_to_a_gpu_pool_worker_and_continues_to_mosaic(de
     assert summary["status"] == "done", summary
     assert summary["stages"]["infer"]["ran_on"] == "nyc-infer/nyc-infer" and not summary["stages"]["infer"]["cached"]
     assert summary["stages"]["mosaic"]["status"] == "done" and not summary["stages"]["mosaic"]["cached"]
+
+
+def test_an_infer_run_no_gpu_worker_picks_up_is_cancelled_and_fails_the_stage_naming_the_pool(deployed, tmp_path):
+    """No nyc-gpu worker: the monthly flow does not wait for ever holding the infer lock; after
+    infer.deployment_pickup_timeout_s the nyc-infer run is cancelled and the stage fails with the fix."""
+    from benchmarks.rerun_bench import TINY
+    from nyceo import contract
+    from nyceo.config import load_config
+
+    api, env = deployed
+    env = {**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    cfg_path = write_config(tmp_path, grid=TINY["grid"], catalog=TINY["catalog"], dask={"n_workers": 1},
+                            acquire={"chip_ids": ["r0232_c0254"]}, infer={"deployment_pickup_timeout_s": 3})
+    params = {"month": "2024-07", "config_path": str(cfg_path), "stages": ["grid", "acquire", "infer"],
+              "infer_deployment": "nyc-infer/nyc-infer"}
+    out = cli(env, "deployment", "run", "nyc-monthly/nyc-monthly", "--params", json.dumps(params))
+    run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+    cli(env, "worker", "start", "--pool", "nyc-cpu", "--run-once", timeout=300)
+    assert wait_final(api, run_id)["type"] == "FAILED"
+
+    summary = json.loads((tmp_path / "outputs" / "2024-07" / "run_summary.json").read_text())
+    reason = summary["stages"]["infer"]["reason"]
+    assert "no worker of work pool 'nyc-gpu'" in reason and "prefect worker start --pool nyc-gpu" in reason, reason
+    assert summary["stages"]["acquire"]["status"] == "done"  # what ran before is kept
+    infer_dep = httpx.get(f"{api}/deployments/name/nyc-infer/nyc-infer").json()
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [infer_dep["id"]]}}}).json()
+    mine = [r for r in runs if httpx.get(f"{api}/task_runs/{r['parent_task_run_id']}").json()["flow_run_id"] == run_id]
+    assert len(mine) == 1 and mine[0]["state"]["type"] == "CANCELLED", mine
+    config = load_config(cfg_path)
+    assert contract.month_status(config, "2024-07", ["infer"])["infer"].state != "current"
+    assert not (tmp_path / "outputs" / "2024-07" / ".locks" / "infer.lock").exists()  # the lock was released
