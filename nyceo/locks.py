@@ -6,7 +6,8 @@ holder (host, pid, start time, token), created exclusively (``O_EXCL`` locally; 
 conditional put — ``If-None-Match: *`` — through fsspec's exclusive-create mode), and refreshed by
 a heartbeat thread. A second run waits up to ``run.lock_timeout_s`` (logging who holds it), then
 fails naming the holder. A lock whose holder is dead (same host, pid gone) or whose heartbeat is
-older than ``run.lock_stale_s`` is broken — by deleting it only if it still holds the same token.
+older than ``run.lock_stale_s`` is broken — by the one run that creates its break marker
+(exclusively, as the lock itself), and only if it still holds the same token.
 """
 
 from __future__ import annotations
@@ -94,8 +95,22 @@ def _is_stale(holder: dict[str, Any], stale_s: float) -> str | None:
     return f"no heartbeat for {age:.0f} s" if age > stale_s else None
 
 
-def _break(path: str, holder: dict[str, Any]) -> None:
-    """Delete a stale lock, only if it is still the one we judged stale (same token)."""
+def _break(path: str, holder: dict[str, Any], stale_s: float) -> None:
+    """Delete a stale lock: only the run that creates its break marker (exclusively, one per token)
+    may, and only while the lock still holds that token.
+
+    Re-reading the token alone is not enough: two runs that both judged the lock stale could both
+    re-read it before either deleted it, and the slower one would then delete the lock the faster one
+    had just taken. The marker makes the break of one token a single winner's; it stays until the
+    next holder releases (``release`` removes the markers).
+    """
+    marker = f"{path}.break-{holder.get('token')}"
+    if not _create_exclusive(marker, json.dumps(_holder("break")).encode()):
+        breaker = read_lock(marker)  # another run is breaking this lock, unless it died doing so
+        if breaker is not None and _now() - float(breaker.get("heartbeat", 0)) > stale_s:
+            fs, p = fsspec.core.url_to_fs(marker)
+            fs.rm(p)  # a later attempt (the caller loops) may break the lock again
+        return
     again = read_lock(path)
     if again and again.get("token") == holder.get("token"):
         fs, p = fsspec.core.url_to_fs(path)
@@ -121,7 +136,7 @@ def acquire(path: str, timeout_s: float, stale_s: float, poll_s: float = 1.0) ->
         why = _is_stale(holder, stale_s)
         if why:
             log.warning("breaking stale lock %s (%s; %s)", path, describe(holder), why)
-            _break(path, holder)
+            _break(path, holder, stale_s)
             continue
         if _now() >= deadline:
             raise LockedError(f"{path} is held by another run ({describe(holder)}); wait for it to finish, or "
@@ -133,10 +148,13 @@ def acquire(path: str, timeout_s: float, stale_s: float, poll_s: float = 1.0) ->
 
 
 def release(path: str, me: dict[str, Any]) -> None:
+    """Delete our lock (if it is still ours) and the break markers of the locks broken before it."""
     held = read_lock(path)
     if held and held.get("token") == me["token"]:
         fs, p = fsspec.core.url_to_fs(path)
         fs.rm(p)
+        for marker in fs.glob(f"{p}.break-*"):
+            fs.rm(marker)
 
 
 @contextmanager

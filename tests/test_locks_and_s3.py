@@ -131,6 +131,33 @@ def test_s3_lock_is_exclusive_and_a_stale_one_is_broken(s3, tmp_path):
         assert json.loads(fs.cat_file(p))["host"] != "gpu-node-7"
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_late_second_breaker_of_a_stale_lock_cannot_delete_the_new_holders_lock(where, s3, tmp_path, monkeypatch):
+    """Two runs judge the same dead holder's lock stale. The first breaks it and takes the lock; the
+    second re-read the dead token just before that (the injected interleaving: its re-read returns
+    the dead holder) and then deletes. Without the per-token break marker it deleted the first
+    run's live lock, so both would hold the stage."""
+    import fsspec
+
+    root = f"s3://nyceo-test/race-{tmp_path.name}" if where == "s3" else None
+    cfg = load_config(tiny_config(tmp_path, tmp_path / "emb", output_root=root, lock_timeout_s=0, lock_stale_s=30,
+                                  **({"storage_options": {"endpoint_url": s3}} if root else {})))
+    path = locks.lock_path(cfg, MONTH, "infer")
+    fs, p = fsspec.core.url_to_fs(path)
+    dead = {"host": "gpu-node-7", "pid": 1, "token": "dead", "heartbeat": time.time() - 600}
+    fs.mkdirs(p.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(p, json.dumps(dead).encode())
+    with locks.stage_lock(cfg, MONTH, "infer") as first:  # broke the dead lock, holds it now
+        monkeypatch.setattr(locks, "read_lock", lambda _path: dict(dead))  # the second run's stale re-read
+        locks._break(path, dead, stale_s=30)
+        monkeypatch.undo()
+        assert json.loads(fs.cat_file(p))["token"] == first["token"]  # still the first run's
+        with pytest.raises(locks.LockedError):  # and still exclusive
+            with locks.stage_lock(cfg, MONTH, "infer"):
+                pass
+    assert not fs.exists(p) and not fs.glob(p + ".break-*")  # released: no lock, no marker left
+
+
 def test_two_runs_of_a_new_month_at_once_both_finish_and_predict_once(tmp_path):
     """Defect 4: two simultaneous runs used to wedge the month (KeyError 's1', StackMismatchError)."""
     cfg = tiny_config(tmp_path, tmp_path / "emb")
