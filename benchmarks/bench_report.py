@@ -232,12 +232,15 @@ def _scaling_verdict(s: dict) -> str:
                  f"({'met' if cpu_ok else 'not met'})")
     text += (f"; peak RSS ratio **{sm['memory_ratio']:.2f}** (target 0.90–1.10: {'met' if mem_ok else 'not met'}).\n\n"
              + _cpu_linearity(runs))
-    if all("max_block_read_mpx" in r for r in runs):
-        text += ("\nPeak memory is set by the largest inference block (`infer.block_size_chips`, its read extent "
-                 "with a one-chip halo in the column *largest block*), not by the number of chips: an area whose "
-                 "blocks are all partial peaks lower, which is why the comparison is with a borough that has full "
-                 "blocks. Blocks are processed one after another; the model, the runtime and one block's stack, "
-                 "inputs and blend accumulators are what is resident (`nyceo.memory` estimates them).\n")
+    if all("max_resident_read_mpx" in r for r in runs):
+        text += ("\nPeak memory is set by the stack resident at once — the block being computed plus the next one, "
+                 "read ahead (`infer.prefetch_blocks`; block edge `infer.block_size_chips`, read with a one-chip halo; "
+                 "column *resident blocks*) — not by the number of chips: an area whose blocks are partial peaks "
+                 "lower. Per area: " + "; ".join(f"{r['label']} {r['max_resident_read_mpx']:.1f} Mpx → "
+                                                 f"{r['peak_rss_mb']:.0f} MB" for r in runs)
+                 + ". Once an area has two full blocks in a row (the bound: 2 × (B + 2)² chips) its peak stops "
+                 "growing; `nyceo.memory` estimates that bound up front and `prefetch_blocks: false` halves the "
+                 "stack part.\n")
     if runs[-1]["label"] != "city":
         text += (f"\nThe whole city ({s.get('city_chips', '?')} chips) is not in this run; "
                  "`benchmarks/scaling_bench.py --areas \"Manhattan;Queens;city\"` runs it.\n")
@@ -247,12 +250,13 @@ def _scaling_verdict(s: dict) -> str:
 def render_scaling(meta: dict, s: dict) -> str:
     sm, runs, b = s["summary"], s["runs"], backfill(s)
     areas = ["| area | chips | acquire s | infer s | acquire + infer s | s/chip | acquire CPU s | infer CPU s | "
-             "model load s (apart) | peak RSS MB | largest block Mpx | stack MB | predictions MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "model load s (apart) | peak RSS MB | largest block Mpx | resident blocks Mpx | stack MB | predictions MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         areas.append(f"| {r['label']} | {r['chips']} | {r['acquire_s']:.1f} | {r['infer_s']:.1f} | {r['seconds']:.1f} | "
                      f"{r['seconds'] / r['chips']:.2f} | {r['acquire_cpu_s']:.0f} | {r['infer_cpu_s']:.0f} | {r['load_s']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {r.get('max_block_read_mpx', float('nan')):.1f} | "
+                     f"{r.get('max_resident_read_mpx', float('nan')):.1f} | "
                      f"{r['stack_bytes'] / 1e6:.1f} | {r['pred_bytes'] / 1e6:.1f} |")
     workers = 32
     return "\n".join([

@@ -137,7 +137,8 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def block_geometry(config: Path, month: str) -> dict:
-    """The area's inference blocks: how many, and the largest read extent (Mpx) — what bounds peak memory."""
+    """The area's inference blocks: how many, the largest read extent (Mpx), and the largest stack extent
+    resident at once (current + prefetched block, in processing order) — what bounds peak memory."""
     from nyceo.acquire.stage import locate
     from nyceo.config import load_config
     from nyceo.infer.engine import plan_blocks
@@ -145,7 +146,9 @@ def block_geometry(config: Path, month: str) -> dict:
     cfg = load_config(config)
     specs = plan_blocks(locate(cfg, month).area, cfg.infer.block_size_chips or cfg.grid.block_size_chips)
     read_px = [(s.read_box[1] - s.read_box[0]) * (s.read_box[3] - s.read_box[2]) for s in specs]
-    return {"blocks": len(specs), "max_block_read_mpx": max(read_px) / 1e6}
+    # with infer.prefetch_blocks the next block is read while the current one is computed: two resident
+    resident = ([a + b for a, b in zip(read_px, read_px[1:])] or read_px) if cfg.infer.prefetch_blocks else read_px
+    return {"blocks": len(specs), "max_block_read_mpx": max(read_px) / 1e6, "max_resident_read_mpx": max(resident) / 1e6}
 
 
 def plot(runs: list[dict], png: Path) -> None:
@@ -207,7 +210,7 @@ def main() -> None:
         runs.append(r)
         print(f"{label:<28} {r['chips']:4d} chips  acquire {r['acquire_s']:6.1f} s  infer {r['infer_s']:6.1f} s  "
               f"(model load {r['load_s']:4.1f} s apart)  {r['seconds'] / r['chips']:5.2f} s/chip  "
-              f"peak RSS {r['peak_rss_mb']:5.0f} MB (largest block {r['max_block_read_mpx']:.1f} Mpx)  stack {r['stack_bytes'] / 1e6:6.1f} MB  pred {r['pred_bytes'] / 1e6:6.1f} MB")
+              f"peak RSS {r['peak_rss_mb']:5.0f} MB (largest block {r['max_block_read_mpx']:.1f} Mpx, resident {r['max_resident_read_mpx']:.1f} Mpx)  stack {r['stack_bytes'] / 1e6:6.1f} MB  pred {r['pred_bytes'] / 1e6:6.1f} MB")
     summary = summarize(runs)
     print(f"{runs[-1]['label']} vs {summary['reference']}: chips x{summary['chip_ratio']:.2f}, time x{summary['time_ratio']:.2f}, "
           f"time ratio / chip ratio = {summary['linearity']:.2f} (CPU-seconds: {summary['cpu_linearity']:.2f}; target "

@@ -99,8 +99,8 @@ def test_scaling_compares_the_city_with_the_largest_borough_in_wall_and_cpu_time
     runs = [run("Manhattan", 32, 4.0, 50.0, 3800.0), run("Queens", 92, 8.0, 200.0, 4600.0),
             run("city", 232, 20.0, 500.0, 4900.0)]
     runs[-1]["acquire_cpu_s"], runs[-1]["infer_cpu_s"] = 20.0, 480.0  # CPU differs from wall
-    for r, mpx in zip(runs, (2.1, 5.0, 5.0)):
-        r["max_block_read_mpx"] = mpx
+    for r, mpx, res in zip(runs, (2.1, 5.0, 5.0), (2.8, 6.5, 10.0)):
+        r["max_block_read_mpx"], r["max_resident_read_mpx"] = mpx, res
     sm = summarize(runs)
     assert sm["reference"] == "Queens"  # the largest single borough, not the smallest area
     assert abs(sm["linearity"] - (520 / 208) / (232 / 92)) < 1e-12
@@ -112,4 +112,4 @@ def test_scaling_compares_the_city_with_the_largest_borough_in_wall_and_cpu_time
     assert "| 0.99 |" in rows[0] and "| 0.95 |" in rows[1] and "| 1.07 |" in rows[2]
     assert all(r.endswith("| yes |") for r in rows)
     doc = render_scaling(META, s)
-    assert "city vs Queens" in doc and "| 2.1 |" in doc and "largest inference block" in doc
+    assert "city vs Queens" in doc and "| 2.1 | 2.8 |" in doc and "city 10.0 Mpx → 4900 MB" in doc
