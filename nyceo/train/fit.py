@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import re
 import shutil
 import warnings
@@ -213,9 +214,14 @@ def confusion(task: Any, dataset, num_classes: int, ignore_index: int, batch_siz
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     device = next(model.parameters()).device
     with torch.inference_mode():
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        for i, batch in enumerate(DataLoader(dataset, batch_size=batch_size, shuffle=False)):
             x = {m: t.to(device) for m, t in batch["image"].items()}
-            pred = model(dict(x)).output.argmax(dim=1).cpu().numpy()
+            state = random.getstate()
+            with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+                random.seed(i)  # TiM samples tokens (python random + torch RNG): the figures must not
+                torch.manual_seed(i)  # depend on what ran before in the process
+                pred = model(dict(x)).output.argmax(dim=1).cpu().numpy()
+            random.setstate(state)
             y = batch["mask"].numpy()
             ok = y != ignore_index
             cm += np.bincount(y[ok] * num_classes + pred[ok], minlength=num_classes**2).reshape(num_classes, -1)

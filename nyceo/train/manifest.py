@@ -19,7 +19,7 @@ from typing import Any
 from nyceo.config import PipelineConfig
 from nyceo.keys import digest, infer_settings
 
-TRAIN_CODE_VERSION = "2"
+TRAIN_CODE_VERSION = "3"
 SOFTWARE = ("torch", "terratorch", "peft", "lightning", "safetensors")
 
 

@@ -17,7 +17,9 @@ a base and inputs (the demo's lulc and buildings) compute them once. A TiM backb
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from nyceo.config import PipelineConfig
 from nyceo.keys import digest
 from nyceo.model.build import NECK_INDICES
+from nyceo.model.tim_sampling import per_window_sampling, row_generators, window_seed
 
 log = logging.getLogger("nyceo.train")
 _CACHE: dict[str, torch.Tensor] = {}
@@ -79,6 +82,25 @@ def _precision(config: PipelineConfig) -> str:
     return config.train.gpu_precision if torch.cuda.is_available() else config.train.cpu_precision
 
 
+@contextlib.contextmanager
+def _tim_seeded(config: PipelineConfig, encoder: nn.Module, keys: list[str], device: torch.device):
+    """TiM's sampled tokens from ``infer.tim_seed`` and each sample's key (one generator per
+    (sample, timestep) row, as the inference runner seeds windows), not from the global RNG: features
+    then do not depend on what ran before in the process or on the batch a chip falls in."""
+    tim_seed = config.infer.tim_seed
+    rows = [window_seed(tim_seed, int(k[:15], 16), int(k[15:30], 16), t)
+            for k in keys for t in range(config.acquire.timesteps)]
+    state = random.getstate()
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
+            row_generators(encoder, rows, device):
+        random.seed(tim_seed)
+        torch.manual_seed(tim_seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)
+
+
 def encode(config: PipelineConfig, adapter: str, encoder: nn.Module, dataset, stacks: dict[str, str],
            batch_size: int = 4) -> FeatureDataset:
     """The neck's input layers for every sample of ``dataset`` (cached), with its masks."""
@@ -94,10 +116,11 @@ def encode(config: PipelineConfig, adapter: str, encoder: nn.Module, dataset, st
         device = next(encoder.parameters()).device
         amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_precision(config).startswith("bf16"))
         encoder.eval()
+        per_window_sampling(encoder)  # TiM samplers (none elsewhere) draw from the generators set below
         for start in range(0, len(todo), batch_size):
             idx = todo[start:start + batch_size]
             x = {m: torch.stack([items[i]["image"][m] for i in idx]).to(device) for m in items[idx[0]]["image"]}
-            with torch.inference_mode(), amp:
+            with torch.inference_mode(), amp, _tim_seeded(config, encoder, [keys[i] for i in idx], device):
                 layers = encoder(x)
             out = torch.stack([layers[j] for j in NECK_INDICES], dim=1).to("cpu", torch.bfloat16)
             for i, f in zip(idx, out):
