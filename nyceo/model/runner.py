@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -30,7 +29,7 @@ from nyceo.model.build import (
 )
 from nyceo.model.sdpa import use_sdpa
 from nyceo.model.shared_encoder import capture_features, encoder_key, replay_features
-from nyceo.model.tim_sampling import batch_safe_sampling, per_window_sampling, row_generators, window_seed
+from nyceo.model.tim_sampling import batch_safe_sampling, per_window_sampling, seeded_rows, window_seed
 from nyceo.model.weights import resolve_base
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -312,15 +311,8 @@ class AdapterRunner:
         seed = tim_seed if variant.batch_safe else window_seed(tim_seed, *origins[0])  # one window per forward
         rows = [window_seed(tim_seed, gy, gx, t) for gy, gx in origins
                 for t in range(self.config.acquire.timesteps)]
-        state = random.getstate()
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), row_generators(variant.model, rows, self.device):
-            random.seed(seed)
-            torch.manual_seed(seed)
-            try:
-                yield
-            finally:
-                random.setstate(state)
+        with seeded_rows(variant.model, seed, rows, self.device):
+            yield
 
     def _prepare(self, adapter: str, inputs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Check shapes and NaNs, move to the device, normalise, repeat the DEM over time."""

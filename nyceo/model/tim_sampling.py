@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import types
 from collections.abc import Iterator, Sequence
 
@@ -89,3 +90,18 @@ def row_generators(model: nn.Module, seeds: Sequence[int], device: torch.device)
     finally:
         for s in samplers:
             setattr(s, _GENERATORS, None)
+
+
+@contextlib.contextmanager
+def seeded_rows(model: nn.Module, seed: int, rows: Sequence[int], device: torch.device) -> Iterator[None]:
+    """Seed TiM's batch-wide draws (python ``random`` + torch) from ``seed``, give each batch row its own
+    generator (``rows``), and restore the global RNG state afterwards."""
+    state = random.getstate()
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
+            row_generators(model, rows, device):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from nyceo.config import PipelineConfig
 from nyceo.keys import digest
 from nyceo.model.build import NECK_INDICES
-from nyceo.model.tim_sampling import per_window_sampling, row_generators, window_seed
+from nyceo.model.tim_sampling import per_window_sampling, seeded_rows, window_seed
 
 log = logging.getLogger("nyceo.train")
 _CACHE: dict[str, torch.Tensor] = {}
@@ -90,15 +89,8 @@ def _tim_seeded(config: PipelineConfig, encoder: nn.Module, keys: list[str], dev
     tim_seed = config.infer.tim_seed
     rows = [window_seed(tim_seed, int(k[:15], 16), int(k[15:30], 16), t)
             for k in keys for t in range(config.acquire.timesteps)]
-    state = random.getstate()
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
-            row_generators(encoder, rows, device):
-        random.seed(tim_seed)
-        torch.manual_seed(tim_seed)
-        try:
-            yield
-        finally:
-            random.setstate(state)
+    with seeded_rows(encoder, tim_seed, rows, device):
+        yield
 
 
 def encode(config: PipelineConfig, adapter: str, encoder: nn.Module, dataset, stacks: dict[str, str],
